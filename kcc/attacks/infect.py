@@ -1,0 +1,105 @@
+"""Training of backdoored ("infected") classifiers, used by `python -m kcc.attack` and the zoo."""
+
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from kcc import data
+from kcc import metrics
+from kcc import models
+from kcc import saving
+from kcc import training
+
+
+def infect(
+    attack,
+    architecture="resnet18",
+    dataset="cifar10",
+    width=16,
+    epochs=20,
+    batch_size=128,
+    learning_rate=0.1,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    seed=0,
+    data_dir=None,
+    train_subset=None,
+    verbose="auto",
+    checkpoint=None,
+):
+    """Trains `architecture` on `dataset` poisoned by `attack` (or clean if `attack` is None).
+
+    Args:
+        attack: a `kcc.attacks.Attack`, or None for a clean model.
+        architecture: a name in `kcc.models.ARCHITECTURES`.
+        dataset: a name in `kcc.data.DATASETS`.
+        width: model width (64 = paper size).
+        epochs, batch_size, learning_rate, weight_decay, schedule: see `kcc.training.train`.
+        seed: seeds poisoning, initialisation and batches.
+        data_dir: folder of offline archives (default `$KCC_DATA_DIR`).
+        train_subset: optional number of training images (class-balanced), for quick runs.
+        verbose: Keras progress-bar setting.
+        checkpoint: optional path prefix for per-epoch, resumable checkpoints.
+
+    Returns:
+        `(model, report)`: the trained model and a JSON-serialisable dict with ACC/ASR/RA on the
+        test split (fractions) and the training time in seconds.
+    """
+    x, y = data.load(dataset, "train", data_dir)
+    if train_subset:
+        x, y, _ = data.subset(x, y, per_class=train_subset // data.num_classes(dataset), seed=seed)
+    x_test, y_test = data.load(dataset, "test", data_dir)
+    model = models.get(architecture, data.num_classes(dataset), width, dataset)
+    start = time.time()
+    poisoned = 0
+    if attack is not None and hasattr(attack, "train"):
+        attack.train(model, x, y, epochs=epochs, batch_size=batch_size,
+                     learning_rate=learning_rate, weight_decay=weight_decay,
+                     schedule=schedule, seed=seed, verbose=verbose, checkpoint=checkpoint)
+        poisoned = int(round(attack.poison_ratio * len(y)))
+    else:
+        transform = None
+        if attack is not None:
+            if hasattr(attack, "transform"):
+                transform = attack.transform
+                poisoned = int(round(attack.poison_ratio * len(y)))
+            else:
+                x, y, indices = attack.poison(x, y, seed=seed)
+                poisoned = len(indices)
+        training.train(model, x, y, epochs, batch_size, learning_rate, weight_decay, schedule,
+                       transform=transform, seed=seed, verbose=verbose, checkpoint=checkpoint)
+    seconds = time.time() - start
+    if checkpoint and os.path.exists(f"{checkpoint}.state.npz"):
+        with np.load(f"{checkpoint}.state.npz") as f:
+            seconds = float(f["seconds"])  # all epochs, including those of earlier runs
+    result = metrics.evaluate(model, x_test, y_test, attack)
+    report = {
+        "attack": attack.get_config() if attack is not None else None,
+        "dataset": dataset,
+        "architecture": architecture,
+        "width": width,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "seed": seed,
+        "train_images": int(len(y)),
+        "poisoned_images": poisoned,
+        "trainable_params": models.trainable_params(model),
+        "train_seconds": round(seconds, 1),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()},
+    }
+    return model, report
+
+
+def save_infected(model, report, output, overwrite=False, command=None):
+    """Writes `output` (`.keras`) and its sidecar `output` with `.json`, both atomically."""
+    saving.check_output(output, overwrite)
+    report = {**report, "command": command or " ".join(shlex.quote(a) for a in sys.argv)}
+    saving.save_model(model, output, overwrite=overwrite)
+    saving.write_json(report, os.path.splitext(output)[0] + ".json")
+    return report

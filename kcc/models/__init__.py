@@ -1,0 +1,36 @@
+"""The paper's architectures for 32x32 inputs, as functional Keras models.
+
+Every model takes pixels in [0, 1] and normalises them itself (first layer `normalize`), and
+has stable, readable layer names such as `stage2_block1_1_conv`. `width` scales channels;
+`width=64` is the paper-size model (ResNet-18: 11,173,962 trainable parameters).
+"""
+
+import math
+
+from kcc.models.mobilenet_v2 import mobilenet_v2
+from kcc.models.resnet import preact_resnet18
+from kcc.models.resnet import resnet18
+from kcc.models.resnet import resnet34
+from kcc.models.vgg import vgg19_bn
+
+ARCHITECTURES = {
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "preact_resnet18": preact_resnet18,
+    "vgg19_bn": vgg19_bn,
+    "mobilenet_v2": mobilenet_v2,
+}
+
+
+def get(name, num_classes=10, width=64, dataset="cifar10"):
+    """Builds an architecture by name (one of `ARCHITECTURES`)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received name={name!r}."
+        )
+    return ARCHITECTURES[name](num_classes=num_classes, width=width, dataset=dataset)
+
+
+def trainable_params(model):
+    """Number of trainable weights (the figure the paper reports; excludes BN moving stats)."""
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
