@@ -1,0 +1,23 @@
+"""Runs a snippet of Python under a given Keras backend in a subprocess (for cross-backend tests)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def run(backend, code, timeout=600):
+    """Runs `code` with `KERAS_BACKEND=backend`; the code must print one JSON line last.
+
+    Returns:
+        the decoded JSON object.
+    """
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"{backend} subprocess failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from kcc import models
+from tests import backends
+
+
+def test_resnet18_width64_has_the_papers_parameter_count():
+    model = models.resnet18(width=64)
+    assert abs(models.trainable_params(model) - 11.17e6) < 0.01e6
+    assert models.trainable_params(model) == 11_173_962
+
+
+@pytest.mark.parametrize("name", sorted(models.ARCHITECTURES))
+@pytest.mark.parametrize("width", [64, 16])
+def test_builds_and_gives_logits(name, width):
+    model = models.get(name, num_classes=43, width=width)
+    out = model(np.zeros((2, 32, 32, 3), np.float32))
+    assert tuple(out.shape) == (2, 43)
+
+
+@pytest.mark.parametrize("name", sorted(models.ARCHITECTURES))
+def test_keras_round_trip_gives_identical_outputs(name, tmp_path):
+    import keras
+
+    model = models.get(name, width=16)
+    x = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+
+
+def test_layer_names_are_stable():
+    names = [l.name for l in models.resnet18(width=8).layers]
+    assert names[:4] == ["pixels", "normalize", "stem_conv", "stem_bn"]
+    assert "stage4_block2_2_conv" in names and names[-1] == "logits"
+
+
+def test_normalisation_lives_in_the_model():
+    model = models.resnet18(width=8, dataset="gtsrb")
+    layer = model.get_layer("normalize")
+    np.testing.assert_allclose(np.ravel(layer.mean), [0.3403, 0.3121, 0.3214], atol=1e-6)
+
+
+def test_bad_width_and_name():
+    with pytest.raises(ValueError, match="width must be strictly positive"):
+        models.resnet18(width=0)
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        models.get("resnet50")
+
+
+def test_every_architecture_runs_on_jax():
+    result = backends.run("jax", """
+        import json, numpy as np
+        from kcc import models
+        out = {n: list(models.get(n, width=16)(np.zeros((2, 32, 32, 3), np.float32)).shape)
+               for n in models.ARCHITECTURES}
+        print(json.dumps(out))
+    """)
+    assert result == {n: [2, 10] for n in models.ARCHITECTURES}

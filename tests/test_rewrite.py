@@ -1,0 +1,159 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from kcc import layers
+from kcc import models
+from kcc import rewrite
+from kcc import tucker
+from tests import backends
+
+X = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+
+
+def _rank_deficient(model):
+    """Zeroes the weaker half of the Tucker components of both modes of every decomposable conv.
+
+    Truncation then has exact zeros to drop: a Tucker-2 form near full rank is larger than the
+    plain 3x3 conv, so random full-rank kernels cannot be compressed without changing outputs.
+    """
+    for layer in models_layers(model):
+        if rewrite.is_decomposable(layer):
+            w = keras.ops.convert_to_numpy(layer.kernel)
+            d = tucker.tucker2(w)
+            core, u1, u2 = tucker.truncate(d.core, d.u1, d.u2, len(d.sigma1) // 2, len(d.sigma2) // 2)
+            layer.kernel.assign(tucker.reconstruct(core, u1, u2).astype("float32"))
+    return model
+
+
+def models_layers(model):
+    from kcc import flops
+
+    return list(flops.iterate_layers(model))
+
+
+def test_near_identity_compress_reproduces_the_model():
+    model = _rank_deficient(models.resnet18(width=16))
+    compressed, report = rewrite.compress(model, cr=1.2, tau_scale=1e9)
+    assert report.params_after <= report.params_before / 1.2
+    assert any(l.factored for l in report.layers)
+    assert all(l.scaled == (0, 0) for l in report.layers)
+    np.testing.assert_allclose(compressed.predict(X, verbose=0), model.predict(X, verbose=0),
+                               atol=1e-4, rtol=1e-3)
+
+
+def test_input_model_is_not_modified():
+    model = models.resnet18(width=8)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    rewrite.compress(model, cr=2)
+    rewrite.constrain(model, tau_scale=0.5)
+    for b, w in zip(before, model.weights):
+        np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(w))
+
+
+@pytest.fixture(scope="module")
+def resnet18_width64():
+    return models.resnet18(width=64)
+
+
+@pytest.mark.parametrize("cr, target", [(2, 5.58e6), (3, 3.72e6), (4, 2.79e6)])
+def test_resnet18_width64_lands_on_the_papers_budgets(resnet18_width64, cr, target):
+    compressed, report = rewrite.compress(resnet18_width64, cr=cr)
+    params = models.trainable_params(compressed)
+    assert params == report.params_after
+    assert params <= 11_173_962 / cr
+    assert abs(params - target) / target < 0.02
+
+
+def test_report_is_printable_and_json():
+    _, report = rewrite.compress(models.resnet18(width=8), cr=2)
+    text = str(report)
+    assert "stage4_block2_2_conv" in text and "parameters" in text
+    d = json.loads(report.to_json())
+    assert d["ratio"] >= 2 and len(d["layers"]) == 19
+    assert d["layers"][0]["kernel_shape"] == [3, 3, 8, 8]
+    # The stem (3 input channels) and the dense layer are never decomposed.
+    assert "stem_conv" not in [l["name"] for l in d["layers"]]
+
+
+def test_constrain_keeps_architecture_and_scales():
+    model = models.resnet18(width=8)
+    constrained, report = rewrite.constrain(model, tau_scale=0.5)
+    assert [type(l) for l in constrained.layers] == [type(l) for l in model.layers]
+    assert sum(sum(l.scaled) for l in report.layers) > 0
+    assert report.params_after == report.params_before
+    for l in report.layers:
+        old = keras.ops.convert_to_numpy(model.get_layer(l.name).kernel)
+        new = keras.ops.convert_to_numpy(constrained.get_layer(l.name).kernel)
+        if sum(l.scaled):
+            assert np.linalg.norm(new) < np.linalg.norm(old)
+        else:
+            np.testing.assert_allclose(new, old, atol=1e-5)
+
+
+def test_compressed_model_round_trips_and_matches_across_backends(tmp_path):
+    compressed, _ = rewrite.compress(models.resnet18(width=8), cr=3)
+    assert any(isinstance(l, layers.TuckerConv2D) for l in compressed.layers)
+    path = str(tmp_path / "c.keras")
+    compressed.save(path)
+    loaded = keras.saving.load_model(path)
+    expected = compressed.predict(X, verbose=0)
+    np.testing.assert_array_equal(loaded.predict(X, verbose=0), expected)
+    np.save(tmp_path / "x.npy", X)
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    result = backends.run(other, f"""
+        import json, keras, numpy as np
+        import kcc.layers
+        m = keras.saving.load_model({path!r})
+        print(json.dumps(m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0).tolist()))
+    """)
+    np.testing.assert_allclose(np.array(result), expected, atol=1e-4)
+
+
+def test_sequential_and_nested_models():
+    inner = keras.Sequential([keras.Input((8, 8, 8)), keras.layers.Conv2D(16, 3, padding="same", name="a"),
+                              keras.layers.ReLU(), keras.layers.Conv2D(16, 3, padding="same", name="b")],
+                             name="inner")
+    inputs = keras.Input((8, 8, 8))
+    outputs = keras.layers.GlobalAveragePooling2D()(inner(inputs))
+    outer = keras.Model(inputs, keras.layers.Dense(3)(outputs))
+    compressed, report = rewrite.compress(outer, cr=1.5)
+    assert {l.name for l in report.layers} == {"a", "b"}
+    assert report.params_after <= report.params_before / 1.5
+    assert compressed.predict(np.zeros((1, 8, 8, 8)), verbose=0).shape == (1, 3)
+    seq_compressed, _ = rewrite.compress(inner, cr=1.5)
+    assert isinstance(seq_compressed, keras.Sequential)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(8, 3)
+
+    def call(self, x):
+        return self.conv(x)
+
+
+def test_bad_inputs_get_specific_errors():
+    model = models.resnet18(width=8)
+    with pytest.raises(ValueError, match="cr must be greater than 1"):
+        rewrite.compress(model, cr=1.0)
+    with pytest.raises(ValueError, match="tau_scale must be strictly positive"):
+        rewrite.compress(model, cr=2, tau_scale=0)
+    with pytest.raises(ValueError, match=r"cannot be reached.*largest reachable ratio is \d+\.\d+"):
+        rewrite.compress(model, cr=1000)
+    sub = _Subclassed()
+    sub(np.zeros((1, 8, 8, 4)))
+    with pytest.raises(ValueError, match="subclassed model '_Subclassed'.*functional"):
+        rewrite.compress(sub, cr=2)
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no decomposable Conv2D"):
+        rewrite.compress(plain, cr=2)
+    broken = models.resnet18(width=8)
+    kernel = broken.get_layer("stage2_block1_1_conv").kernel
+    kernel.assign(keras.ops.convert_to_numpy(kernel) * np.nan)
+    with pytest.raises(ValueError, match="'stage2_block1_1_conv' has non-finite values"):
+        rewrite.compress(broken, cr=2)
