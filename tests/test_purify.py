@@ -1,0 +1,166 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kcc import adversarial
+from kcc import distillation
+from kcc import models
+from kcc import rewrite
+from kcc import synthesis
+from tests import backends
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = models.resnet18(width=4)
+    # Give BatchNorm non-trivial statistics so synthesis has something to match.
+    rng = np.random.default_rng(0)
+    for layer in synthesis.batchnorm_layers(model):
+        layer.moving_mean.assign(rng.normal(0, 0.3, layer.moving_mean.shape).astype("float32"))
+        layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape).astype("float32"))
+    return model
+
+
+def test_synthesis_lowers_the_bn_statistics_loss(tiny):
+    images, labels, info = synthesis.synthesize(tiny, num_images=32, steps=30, batch_size=32, verbose=False)
+    assert images.shape == (32, 32, 32, 3) and labels.shape == (32,)
+    assert images.min() >= 0 and images.max() <= 1
+    assert info["bn_loss_last"][0] < 0.7 * info["bn_loss_first"][0]
+
+
+def test_synthesis_is_seeded(tiny):
+    a = synthesis.synthesize(tiny, num_images=4, steps=2, batch_size=4, seed=3, verbose=False)
+    b = synthesis.synthesize(tiny, num_images=4, steps=2, batch_size=4, seed=3, verbose=False)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_synthesis_needs_batchnorm():
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no BatchNormalization layer.*scaling-only"):
+        synthesis.synthesize(plain, num_images=2, steps=1, batch_size=2)
+
+
+def test_pgd_respects_the_l2_radius_and_pixel_range(tiny):
+    x = np.random.default_rng(0).random((8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 10
+    adv = adversarial.l2_pgd(tiny, x, y, epsilon=0.5, steps=5)
+    norms = np.sqrt(((adv - x) ** 2).reshape(8, -1).sum(1))
+    assert np.all(norms <= 0.5 + 1e-4) and norms.max() > 0.4
+    assert adv.min() >= 0 and adv.max() <= 1
+    loss = lambda z: float(np.mean(keras.losses.sparse_categorical_crossentropy(  # noqa: E731
+        y, tiny.predict(z, verbose=0), from_logits=True)))
+    assert loss(adv) > loss(x)
+
+
+def test_bn_only_distillation_leaves_every_other_weight_bit_identical(tiny):
+    student, _ = rewrite.compress(tiny, cr=2)
+    images = np.random.default_rng(1).random((32, 32, 32, 3)).astype("float32")
+    labels = np.arange(32) % 10
+    before = {w.path: keras.ops.convert_to_numpy(w).copy() for w in student.weights}
+    teacher_before = [keras.ops.convert_to_numpy(w).copy() for w in tiny.weights]
+    distillation.distill(tiny, student, images, labels, epochs=1, batch_size=16, pgd_steps=1, verbose=0)
+    changed = set()
+    for w in student.weights:
+        if not np.array_equal(before[w.path], keras.ops.convert_to_numpy(w)):
+            changed.add(w.path.split("/")[-1])
+    assert changed and changed <= {"gamma", "beta", "moving_mean", "moving_variance"}
+    for b, w in zip(teacher_before, tiny.weights):
+        np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(w))
+
+
+def test_adversarial_cap_bounds_the_loss():
+    d = distillation.Distiller(models.resnet18(width=4), gamma=1.5, adversarial_cap=2.0)
+    t = np.zeros((4, 10), "float32")
+    s_adv = np.full((4, 10), 100.0, "float32")
+    loss = d.compute_loss(y=(t, t), y_pred=(t, s_adv))
+    assert float(loss) == pytest.approx(-3.0)
+    uncapped = distillation.Distiller(models.resnet18(width=4), gamma=1.5)
+    assert float(uncapped.compute_loss(y=(t, t), y_pred=(t, s_adv))) < -1000
+
+
+def _purify_tiny(tiny, **kwargs):
+    from kcc.purify import purify
+
+    settings = dict(cr=2, num_images=32, synthesis_steps=2, synthesis_batch_size=16, epochs=1,
+                    batch_size=16, pgd_steps=1, verbose=False)
+    settings.update(kwargs)
+    return purify(tiny, **settings)
+
+
+def test_purify_returns_a_smaller_loadable_model(tiny, tmp_path):
+    purified, report = _purify_tiny(tiny)
+    assert models.trainable_params(purified) <= models.trainable_params(tiny) / 2
+    path = str(tmp_path / "p.keras")
+    purified.save(path)
+    from kcc import intake
+
+    loaded = intake.load_suspect(path)
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), purified.predict(x, verbose=0), atol=1e-5)
+    json.dumps(report)
+    assert set(report["seconds"]) == {"rewrite", "synthesis", "distillation", "total"}
+
+
+def test_purify_scaling_only_and_bad_arguments(tiny):
+    purified, report = _purify_tiny(tiny, epochs=0, cr=None, tau_scale=0.5)
+    assert "synthesis" not in report and report["rewrite"]["operation"] == "constrain"
+    with pytest.raises(ValueError, match="cr must be greater than 1"):
+        _purify_tiny(tiny, cr=0.5)
+    with pytest.raises(ValueError, match="tau_scale must be strictly positive"):
+        _purify_tiny(tiny, tau_scale=-1)
+    with pytest.raises(ValueError, match="epochs must be non-negative"):
+        _purify_tiny(tiny, epochs=-1)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        _purify_tiny(tiny, cr=500)
+    _purify_tiny(tiny, epochs=0, tau_scale=math.inf)  # fine-tuning-only ablation: no scaling
+
+
+def _cli(*args, cwd=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "kcc.purify", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def test_cli_refuses_to_overwrite_and_reports_bad_input(tiny, tmp_path):
+    path = str(tmp_path / "suspect.keras")
+    tiny.save(path)
+    fast = ["--cr=2", "--epochs=0"]
+    proc = _cli(f"--model={path}", f"--output={path}", "--overwrite", *fast)
+    assert proc.returncode == 2 and "Refusing to overwrite the input" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    out = str(tmp_path / "out.keras")
+    open(out, "w").close()
+    proc = _cli(f"--model={path}", f"--output={out}", *fast)
+    assert proc.returncode == 2 and "exists. Pass overwrite=True" in proc.stderr
+    proc = _cli(f"--model={tmp_path / 'missing.keras'}", f"--output={tmp_path / 'x.keras'}", *fast)
+    assert proc.returncode == 2 and "No model file" in proc.stderr
+    proc = _cli(f"--model={path}", f"--output={tmp_path / 'y.keras'}", "--cr=0.5", "--epochs=0")
+    assert proc.returncode == 2 and "cr must be greater than 1" in proc.stderr
+    proc = _cli(f"--model={path}", f"--output={tmp_path / 'z.keras'}", *fast)
+    assert proc.returncode == 0, proc.stderr
+    report = json.load(open(tmp_path / "z.json"))
+    assert report["rewrite"]["ratio"] >= 2 and report["input"] == path
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_purify_runs_on_both_backends(backend):
+    result = backends.run(backend, """
+        import json
+        from kcc import models
+        from kcc.purify import purify
+        model = models.resnet18(width=4)
+        purified, report = purify(model, cr=2, num_images=16, synthesis_steps=2,
+                                  synthesis_batch_size=16, epochs=1, batch_size=16, pgd_steps=1,
+                                  verbose=False)
+        print(json.dumps({"params": models.trainable_params(purified),
+                          "before": models.trainable_params(model)}))
+    """)
+    assert result["params"] <= result["before"] / 2
