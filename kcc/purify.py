@@ -217,8 +217,6 @@ def main(argv):
     )
     try:
         saving.check_output(output, _OVERWRITE.value, inputs=[model_path])
-        if not os.path.exists(model_path):
-            raise FileNotFoundError(f"No model file {model_path}.")
         model = intake.load_suspect(model_path, trust_source=_TRUST_SOURCE.value)
         if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
             raise ValueError(f"kcc purifies image classifiers with one (batch, H, W, C) input. "
