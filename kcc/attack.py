@@ -61,7 +61,7 @@ def main(argv):
         data_dir=_DATA_DIR.value,
         train_subset=_TRAIN_SUBSET.value,
     )
-    report = attacks.save_infected(model, report, output, overwrite=_OVERWRITE.value)
+    report = attacks.save_infected(model, report, output, overwrite=_OVERWRITE.value, attack=attack)
     print(json.dumps({k: report[k] for k in ("acc", "asr", "ra") if k in report}))
     print(f"Wrote {output}")
 

@@ -51,6 +51,8 @@ def evaluate(model, x, y, attack=None, batch_size=512):
     result = {"acc": float(np.mean(training.predict_labels(model, x, batch_size) == y))}
     if attack is not None:
         keep = np.ones(len(y), bool) if attack.mode == "all2all" else y != attack.target
+        if not keep.any():
+            raise ValueError("No test image outside the target class; ASR is undefined.")
         triggered = attack.apply(x[keep])
         pred = training.predict_labels(model, triggered, batch_size)
         asr, ra, n = backdoor_rates(pred, y[keep], attack)

@@ -190,17 +190,21 @@ def _evaluation(model_path, num_classes):
         with np.load(eval_data) as f:
             x, y = f["x"], f["y"]
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    sidecar = {}
+    config = {}
     sidecar_path = os.path.splitext(model_path)[0] + ".json"
     if os.path.exists(sidecar_path):
         with open(sidecar_path) as f:
-            sidecar = (json.load(f).get("attack") or {})
-    name = _ATTACK.value or sidecar.get("name")
+            config = json.load(f).get("attack") or {}
+    if _ATTACK.value and _ATTACK.value != config.get("name"):
+        config = {"name": _ATTACK.value}
+    if _TARGET.value is not None:
+        config["target"] = _TARGET.value
+    if _MODE.value:
+        config["mode"] = _MODE.value
     attack = None
-    if name:
-        params = {"target": _TARGET.value if _TARGET.value is not None else sidecar.get("target", 0),
-                  "mode": _MODE.value or sidecar.get("mode", "all2one"), "num_classes": num_classes}
-        attack = attacks.get(name, **params)
+    if config.get("name"):
+        config.setdefault("num_classes", num_classes)
+        attack = attacks.from_config(config, folder=os.path.dirname(os.path.abspath(sidecar_path)))
     return x, y, attack
 
 

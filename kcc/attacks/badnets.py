@@ -48,3 +48,10 @@ class BadNets(base.Attack):
         pattern = "white" if np.all(self.pattern == 1) else self.pattern.tolist()
         return {**super().get_config(), "pattern": pattern, "pattern_shape": list(self.pattern.shape),
                 "position": list(self.position)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = {k: v for k, v in config.items() if k not in ("name", "pattern_shape")}
+        if config.get("pattern") == "white":
+            config["pattern"] = None
+        return cls(**config)

@@ -93,6 +93,11 @@ class Attack:
             "seed": self.seed,
         }
 
+    @classmethod
+    def from_config(cls, config):
+        """Re-creates an attack from `get_config()` output (the `"name"` key is ignored)."""
+        return cls(**{k: v for k, v in config.items() if k != "name"})
+
 
 def check_images(x):
     """`x` as a float32 array `(N, H, W, C)`; raises `ValueError` otherwise."""

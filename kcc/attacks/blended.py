@@ -41,3 +41,12 @@ class Blended(base.Attack):
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "trigger": "hello_kitty.jpeg"
                 if self.trigger is None else "custom"}
+
+    @classmethod
+    def from_config(cls, config):
+        config = {k: v for k, v in config.items() if k != "name"}
+        if config.get("trigger") == "custom":
+            raise ValueError("A Blended attack with a custom trigger image cannot be re-created "
+                             "from its config; build it with trigger=<image>.")
+        config["trigger"] = None  # the packaged hello_kitty.jpeg
+        return cls(**config)

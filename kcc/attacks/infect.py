@@ -96,10 +96,20 @@ def infect(
     return model, report
 
 
-def save_infected(model, report, output, overwrite=False, command=None):
-    """Writes `output` (`.keras`) and its sidecar `output` with `.json`, both atomically."""
+def save_infected(model, report, output, overwrite=False, command=None, attack=None):
+    """Writes `output` (`.keras`) and its sidecar `output` with `.json`, both atomically.
+
+    An attack whose trigger is a trained network (it has `save_generators`, e.g. InputAware)
+    must be passed as `attack`: its generators are written beside the model as
+    `{stem}.generators.weights.h5`, and the sidecar's `attack.generator_weights` names that file
+    relative to the sidecar's folder.
+    """
     saving.check_output(output, overwrite)
     report = {**report, "command": command or " ".join(shlex.quote(a) for a in sys.argv)}
+    if attack is not None and hasattr(attack, "save_generators"):
+        generators = os.path.splitext(output)[0] + ".generators.weights.h5"
+        attack.save_generators(generators)
+        report["attack"] = {**report["attack"], "generator_weights": os.path.basename(generators)}
     saving.save_model(model, output, overwrite=overwrite)
     saving.write_json(report, os.path.splitext(output)[0] + ".json")
     return report
