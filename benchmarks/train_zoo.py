@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -103,6 +104,18 @@ def write_table():
     saving.write_text(text, TABLE)
 
 
+def write_test_slice(per_class=100, seed=0):
+    """`examples/zoo/cifar10_test_slice.npz`: a class-balanced slice of the CIFAR-10 test split
+    (uint8 `x`, int `y`) that lets the README's offline command report ACC/ASR."""
+    path = os.path.join(ZOO, "cifar10_test_slice.npz")
+    if os.path.exists(path):
+        return
+    x, y = data.load("cifar10", "test")
+    x, y, indices = data.subset(x, y, per_class=per_class, seed=seed)
+    np.savez_compressed(path, x=np.round(x * 255).astype(np.uint8), y=y.astype(np.int32),
+                        test_indices=indices)
+
+
 def train_entry(name):
     attack_name, mode, dataset, _ = ENTRIES[name]
     output = os.path.join(ZOO, f"{name}.keras")
@@ -136,6 +149,7 @@ def main(argv):
     unknown = sorted(set(names) - set(ENTRIES))
     if unknown:
         raise app.UsageError(f"Unknown zoo entries {unknown}; known: {list(ENTRIES)}")
+    write_test_slice()
     if not _TABLE_ONLY.value:
         for name in names:
             train_entry(name)
