@@ -6,7 +6,6 @@ Writes benchmarks/results/compress_speed.{json,md}. Each cr runs `--repeats` tim
 process-warm model; the minimum and median are reported (the machine is shared and noisy).
 """
 
-import json
 import os
 import platform
 import time

@@ -19,15 +19,12 @@ import time
 from absl import app
 from absl import flags
 
-from kcc import attacks
-from kcc import data
-from kcc import intake
 from kcc import saving
 from kcc.purify import purify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ZOO = os.path.join(ROOT, "examples", "zoo")
-OUT = os.path.join(ROOT, "benchmarks", "results", "purify_zoo")
+import zoo  # benchmarks/zoo.py, beside this script
+
+OUT = os.path.join(zoo.RESULTS, "purify_zoo")
 
 _MODELS = flags.DEFINE_list("models", ["badnets_all2one"], "Zoo entries.")
 _CRS = flags.DEFINE_list("crs", ["2", "3", "4"], "Compression ratios.")
@@ -49,12 +46,7 @@ def main(argv):
     budget = {"num_images": _NUM_IMAGES.value, "synthesis_steps": _STEPS.value, "epochs": _EPOCHS.value,
               "batch_size": 128, "pgd_steps": 10, "reading": _READING.value}
     for name in _MODELS.value:
-        with open(os.path.join(ZOO, f"{name}.json")) as f:
-            sidecar = json.load(f)
-        model = intake.load_suspect(os.path.join(ZOO, f"{name}.keras"))
-        attack = attacks.from_config(sidecar["attack"], folder=ZOO) if sidecar["attack"] else None
-        x, y = data.load(sidecar["dataset"], "test")
-        x, y, _ = data.subset(x, y, per_class=_PER_CLASS.value, seed=0)
+        model, attack, x, y, _ = zoo.load_entry(name, _PER_CLASS.value)
         for cr in _CRS.value:
             runs = [("cc", _TAU.value)] + ([("ft_only", math.inf)] if _FT_ONLY.value else [])
             for kind, tau in runs:

@@ -14,16 +14,13 @@ import os
 from absl import app
 from absl import flags
 
-from kcc import attacks
-from kcc import data
-from kcc import intake
 from kcc import metrics
 from kcc import rewrite
 from kcc import saving
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ZOO = os.path.join(ROOT, "examples", "zoo")
-OUT = os.path.join(ROOT, "benchmarks", "results", "tau_sweep")
+import zoo  # benchmarks/zoo.py, beside this script
+
+OUT = os.path.join(zoo.RESULTS, "tau_sweep")
 
 _MODELS = flags.DEFINE_list("models", ["badnets_all2one"], "Zoo entries to sweep.")
 _TAUS = flags.DEFINE_list("taus", ["8", "6", "5", "4", "3", "2.5", "2", "1.5", "1", "0.5"],
@@ -38,13 +35,7 @@ def main(argv):
         with open(OUT + ".json") as f:
             results = json.load(f)["points"]
     for name in _MODELS.value:
-        path = os.path.join(ZOO, f"{name}.keras")
-        with open(os.path.join(ZOO, f"{name}.json")) as f:
-            sidecar = json.load(f)
-        model = intake.load_suspect(path)
-        attack = attacks.from_config(sidecar["attack"], folder=ZOO) if sidecar["attack"] else None
-        x, y = data.load(sidecar["dataset"], "test")
-        x, y, _ = data.subset(x, y, per_class=_PER_CLASS.value, seed=0)
+        model, attack, x, y, _ = zoo.load_entry(name, _PER_CLASS.value)
         key = f"{name}/none/inf"
         if key not in results:
             results[key] = metrics.evaluate(model, x, y, attack)

@@ -22,10 +22,11 @@ from kcc import attacks
 from kcc import data
 from kcc import saving
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ZOO = os.path.join(ROOT, "examples", "zoo")
+import zoo  # benchmarks/zoo.py, beside this script
+
+ROOT, ZOO = zoo.ROOT, zoo.ZOO
 WORK = os.path.join(ROOT, "benchmarks", "work", "zoo")
-TABLE = os.path.join(ROOT, "benchmarks", "results", "zoo.md")
+TABLE = os.path.join(zoo.RESULTS, "zoo.md")
 
 # name: (attack or None, mode, dataset, tier). Order = training order.
 # CPU-protocol overrides of attack defaults (the paper settings would take many hours here):
