@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 
 from kcc import saving
-from kcc.purify import purify
+from kcc.cc import purify
 
 import zoo  # benchmarks/zoo.py, beside this script
 

@@ -88,7 +88,7 @@ def test_adversarial_cap_bounds_the_loss():
 
 
 def _purify_tiny(tiny, **kwargs):
-    from kcc.purify import purify
+    from kcc.cc import purify
 
     settings = dict(cr=2, num_images=32, synthesis_steps=2, synthesis_batch_size=16, epochs=1,
                     batch_size=16, pgd_steps=1, verbose=False)
@@ -156,7 +156,7 @@ def test_purify_runs_on_both_backends(backend):
     result = backends.run(backend, """
         import json
         from kcc import models
-        from kcc.purify import purify
+        from kcc.cc import purify
         model = models.resnet18(width=4)
         purified, report = purify(model, cr=2, num_images=16, synthesis_steps=2,
                                   synthesis_batch_size=16, epochs=1, batch_size=16, pgd_steps=1,
