@@ -83,7 +83,7 @@ def _write(rows, budget):
         s = r["seconds"]
         for stage, ev in r["evaluation"].items():
             lines.append(f"| {name} | {cr[2:]} | {kind} ({tau}, {reading}) | {stage} | {pct(ev, 'acc')} | "
-                         f"{pct(ev, 'asr')} | {pct(ev, 'ra')} | {r['params'][0 if stage == 'suspect' else 1]:,} | "
+                         f"{pct(ev, 'asr')} | {pct(ev, 'ra')} | {r['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
                          f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)} |")
     saving.write_text("\n".join(lines) + "\n", OUT + ".md")
 
