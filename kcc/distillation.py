@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from kcc import adversarial
+from kcc import flops
 from kcc import metrics
 
 
@@ -34,17 +35,9 @@ def freeze_all_but_batchnorm(model):
     Returns:
         the number of trainable parameters left.
     """
-    for layer in _leaves(model):
+    for layer in flops.iterate_layers(model):
         layer.trainable = isinstance(layer, keras.layers.BatchNormalization)
     return int(sum(math.prod(w.shape) for w in model.trainable_weights))
-
-
-def _leaves(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaves(layer)
-        else:
-            yield layer
 
 
 class Distiller(keras.Model):

@@ -48,7 +48,7 @@ def evaluate(model, x, y, attack=None, batch_size=512):
         dict with `acc` (and `asr`, `ra`, `n_triggered`), fractions in [0, 1].
     """
     y = np.asarray(y)
-    result = {"acc": float(np.mean(training.predict_labels(model, x, batch_size) == y))}
+    result = {"acc": training.accuracy(model, x, y, batch_size)}
     if attack is not None:
         keep = np.ones(len(y), bool) if attack.mode == "all2all" else y != attack.target
         if not keep.any():

@@ -126,14 +126,7 @@ def constrain(model, tau_scale=4.0, reading="text"):
     """
     plan = _plan(model, tau_scale, reading)
 
-    def replace(layer, entry):
-        kernel = tucker.reconstruct(entry["core"], entry["u1"], entry["u2"])
-        new = layer.__class__.from_config(layer.get_config())
-        return new, lambda: new.set_weights(
-            [kernel.astype(new.variable_dtype)] + [ops.convert_to_numpy(w) for w in layer.weights[1:]]
-        )
-
-    new_model = _clone(model, plan, replace)
+    new_model = _clone(model, plan, _constrained_conv)
     reports = [
         LayerReport(
             e["layer"].name, e["kernel_shape"], e["full_ranks"], e["full_ranks"], e["scaled"],
@@ -189,12 +182,7 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
     def replace(layer, entry):
         if not entry["factored"]:
             # Plain conv: the full-rank constrained kernel (truncating it would not save anything).
-            kernel = tucker.reconstruct(entry["core"], entry["u1"], entry["u2"])
-            new = layer.__class__.from_config(layer.get_config())
-            return new, lambda: new.set_weights(
-                [kernel.astype(new.variable_dtype)]
-                + [ops.convert_to_numpy(w) for w in layer.weights[1:]]
-            )
+            return _constrained_conv(layer, entry)
         factors = tucker.truncate(entry["core"], entry["u1"], entry["u2"], *entry["ranks"])
         config = layer.get_config()
         new = kcc_layers.TuckerConv2D(
@@ -218,6 +206,15 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
     return new_model, _report(model, new_model, "compress", tau_scale, reading, cr, tau_trunc, reports)
 
 
+def _constrained_conv(layer, entry):
+    """A plain copy of conv `layer` whose kernel is `W_constrain` (Eq. 7) at full rank."""
+    kernel = tucker.reconstruct(entry["core"], entry["u1"], entry["u2"])
+    new = layer.__class__.from_config(layer.get_config())
+    return new, lambda: new.set_weights(
+        [kernel.astype(new.variable_dtype)] + [ops.convert_to_numpy(w) for w in layer.weights[1:]]
+    )
+
+
 def _check_model(model):
     from keras.src.models.functional import Functional
 
@@ -227,9 +224,10 @@ def _check_model(model):
             f"{type(model).__name__!r}: its call() is arbitrary Python that kcc cannot rewrite. "
             "Rebuild it as a functional model (keras.Model(inputs, outputs)) and copy the weights."
         )
-    for layer in flops.iterate_layers(model):
+    for layer in model.layers:
         if isinstance(layer, keras.Model):
             _check_model(layer)
+            continue
         for weight in layer.weights:
             if not np.all(np.isfinite(ops.convert_to_numpy(weight))):
                 raise ValueError(

@@ -148,6 +148,10 @@ def test_bad_inputs_get_specific_errors():
     sub(np.zeros((1, 8, 8, 4)))
     with pytest.raises(ValueError, match="subclassed model '_Subclassed'.*functional"):
         rewrite.compress(sub, cr=2)
+    inputs = keras.Input((8, 8, 4))
+    wrapped = keras.Model(inputs, _Subclassed()(inputs))
+    with pytest.raises(ValueError, match="subclassed model '_Subclassed'"):
+        rewrite.compress(wrapped, cr=2)
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                               keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="no decomposable Conv2D"):
