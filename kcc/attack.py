@@ -31,6 +31,11 @@ _SCHEDULE = flags.DEFINE_enum("schedule", "onecycle", list(training.SCHEDULES), 
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _TRAIN_SUBSET = flags.DEFINE_integer("train_subset", None, "Use only this many training images.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with offline archives (default $KCC_DATA_DIR).")
+_ADAPTIVE_TAU = flags.DEFINE_float(
+    "adaptive_tau_scale", None, "C&C-aware adaptive attack (paper's Table 7): constrain the model "
+    "with C&C's scaling at this tau_scale after every epoch.")
+_ADAPTIVE_READING = flags.DEFINE_enum("adaptive_reading", "text", ["text", "literal"],
+                                      "Reading of Eq. 5 for --adaptive_tau_scale.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output .keras path (default derived from the attack).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
 
@@ -60,6 +65,8 @@ def main(argv):
         seed=_SEED.value,
         data_dir=_DATA_DIR.value,
         train_subset=_TRAIN_SUBSET.value,
+        adaptive_tau_scale=_ADAPTIVE_TAU.value,
+        adaptive_reading=_ADAPTIVE_READING.value,
     )
     report = attacks.save_infected(model, report, output, overwrite=_OVERWRITE.value, attack=attack)
     print(json.dumps({k: report[k] for k in ("acc", "asr", "ra") if k in report}))

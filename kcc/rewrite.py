@@ -137,6 +137,22 @@ def constrain(model, tau_scale=4.0, reading="text"):
     return new_model, _report(model, new_model, "constrain", tau_scale, reading, None, None, reports)
 
 
+def constrain_weights(model, tau_scale=4.0, reading="text"):
+    """Scaling in place: every decomposable conv's kernel is replaced by `W_constrain` (Eq. 7).
+
+    What the C&C-aware adaptive attacker of the paper's Table 7 applies at the end of every
+    training epoch (`kcc.attacks.ConstrainEachEpoch`).
+
+    Returns:
+        the number of rank components scaled, over all layers.
+    """
+    plan = _plan(model, tau_scale, reading)
+    for entry in plan.values():
+        kernel = entry["layer"].kernel
+        kernel.assign(tucker.reconstruct(entry["core"], entry["u1"], entry["u2"]).astype(kernel.dtype))
+    return int(sum(sum(e["scaled"]) for e in plan.values()))
+
+
 def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
     """Scaling (Eq. 5-7) then global rank truncation (Eq. 8): a clean(er) and compact model.
 

@@ -14,6 +14,7 @@ from scipy import ndimage
 from kcc import attacks
 from kcc import data
 from kcc import metrics
+from kcc import models
 from kcc import training
 from kcc.attacks import bpp
 from kcc.attacks import wanet
@@ -478,3 +479,26 @@ def test_badnets_end_to_end_on_cifar10():
     assert results[True]["clean_to_target"] < 0.3, results
     assert results[True]["acc"] > 0.2, results
     assert results[False]["asr"] < 0.3, results
+
+
+def test_adaptive_attack_constrains_the_model_after_every_epoch():
+    from kcc import rewrite
+
+    model = models.resnet18(width=4)
+    x = np.random.default_rng(0).uniform(0, 1, (32, 32, 32, 3)).astype("float32")
+    expected = rewrite.constrain(model, 1.0)[0].predict_on_batch(x)
+    callback = attacks.ConstrainEachEpoch(tau_scale=1.0)
+    callback.set_model(model)
+    logs = {}
+    callback.on_epoch_end(0, logs)
+    assert logs["constrained_components"] == callback.scaled[0] > 0
+    np.testing.assert_allclose(model.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4)
+    # Through fit: one count per epoch, and the count is reset by a new fit.
+    y = np.arange(32) % 10
+    training.train(model, x, y, 2, batch_size=16, callbacks=[callback], verbose=0)
+    assert len(callback.scaled) == 2
+
+
+def test_adaptive_attack_refuses_multi_stage_attacks():
+    with pytest.raises(ValueError, match="plain supervised training"):
+        attacks.infect(attacks.InputAware(), train_subset=100, epochs=1, adaptive_tau_scale=2.0)

@@ -14,6 +14,7 @@ import os
 
 from kcc.attacks.badnets import BadNets
 from kcc.attacks.base import MODES
+from kcc.attacks.adaptive import ConstrainEachEpoch
 from kcc.attacks.base import Attack
 from kcc.attacks.blended import Blended
 from kcc.attacks.bpp import BPP

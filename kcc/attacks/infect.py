@@ -12,6 +12,7 @@ from kcc import metrics
 from kcc import models
 from kcc import saving
 from kcc import training
+from kcc.attacks import adaptive
 
 
 def infect(
@@ -29,6 +30,8 @@ def infect(
     train_subset=None,
     verbose="auto",
     checkpoint=None,
+    adaptive_tau_scale=None,
+    adaptive_reading="text",
 ):
     """Trains `architecture` on `dataset` poisoned by `attack` (or clean if `attack` is None).
 
@@ -43,11 +46,21 @@ def infect(
         train_subset: optional number of training images (class-balanced), for quick runs.
         verbose: Keras progress-bar setting.
         checkpoint: optional path prefix for per-epoch, resumable checkpoints.
+        adaptive_tau_scale: if set, the C&C-aware adaptive attack (paper's Table 7): the model
+            is constrained with C&C's scaling step at this tau_scale (and `adaptive_reading`)
+            after every epoch (`kcc.attacks.adaptive`). Attacks with their own multi-stage
+            training do not support it.
 
     Returns:
         `(model, report)`: the trained model and a JSON-serialisable dict with ACC/ASR/RA on the
         test split (fractions) and the training time in seconds.
     """
+    callbacks = []
+    if adaptive_tau_scale is not None:
+        if attack is not None and hasattr(attack, "train"):
+            raise ValueError(f"The adaptive attack needs plain supervised training; {attack.name} "
+                             "trains in several stages of its own.")
+        callbacks.append(adaptive.ConstrainEachEpoch(adaptive_tau_scale, adaptive_reading))
     x, y = data.load(dataset, "train", data_dir)
     if train_subset:
         x, y, _ = data.subset(x, y, per_class=train_subset // data.num_classes(dataset), seed=seed)
@@ -70,7 +83,8 @@ def infect(
                 x, y, indices = attack.poison(x, y, seed=seed)
                 poisoned = len(indices)
         training.train(model, x, y, epochs, batch_size, learning_rate, weight_decay, schedule,
-                       transform=transform, seed=seed, verbose=verbose, checkpoint=checkpoint)
+                       transform=transform, callbacks=callbacks, seed=seed, verbose=verbose,
+                       checkpoint=checkpoint)
     seconds = time.time() - start
     if checkpoint and os.path.exists(f"{checkpoint}.state.npz"):
         with np.load(f"{checkpoint}.state.npz") as f:
@@ -78,6 +92,9 @@ def infect(
     result = metrics.evaluate(model, x_test, y_test, attack)
     report = {
         "attack": attack.get_config() if attack is not None else None,
+        "adaptive": None if adaptive_tau_scale is None else {
+            "tau_scale": float(adaptive_tau_scale), "reading": adaptive_reading,
+            "components_scaled_per_epoch": callbacks[0].scaled},
         "dataset": dataset,
         "architecture": architecture,
         "width": width,
