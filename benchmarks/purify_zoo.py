@@ -35,6 +35,7 @@ _PER_CLASS = flags.DEFINE_integer("per_class", 200, "Evaluation images per class
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Synthetic images (CPU budget).")
 _STEPS = flags.DEFINE_integer("synthesis_steps", 100, "Synthesis steps (CPU budget).")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Distillation epochs.")
+_CAP = flags.DEFINE_float("adversarial_cap", None, "Cap of Eq. 10's adversarial term (None = paper).")
 
 
 def main(argv):
@@ -44,13 +45,16 @@ def main(argv):
         with open(OUT + ".json") as f:
             rows = json.load(f)["rows"]
     budget = {"num_images": _NUM_IMAGES.value, "synthesis_steps": _STEPS.value, "epochs": _EPOCHS.value,
-              "batch_size": 128, "pgd_steps": 10, "reading": _READING.value}
+              "batch_size": 128, "pgd_steps": 10, "reading": _READING.value,
+              "adversarial_cap": _CAP.value}
     for name in _MODELS.value:
         model, attack, x, y, _ = zoo.load_entry(name, _PER_CLASS.value)
         for cr in _CRS.value:
             runs = [("cc", _TAU.value)] + ([("ft_only", math.inf)] if _FT_ONLY.value else [])
             for kind, tau in runs:
                 key = f"{name}/cr{cr}/{kind}/tau{_TAU.value if kind == 'cc' else 'inf'}/{_READING.value}"
+                if _CAP.value is not None:
+                    key += f"/cap{_CAP.value:g}"
                 if key in rows:
                     continue
                 start = time.time()
@@ -60,6 +64,9 @@ def main(argv):
                              "params": [report["rewrite"]["params_before"], report["rewrite"]["params_after"]],
                              "scaled": sum(sum(l["scaled"]) for l in report["rewrite"]["layers"]),
                              "synthesis_throughput": report["synthesis"]["image_steps_per_second"],
+                             "distillation_history": report["distillation"]["history"],
+                             "stopped_on_divergence_at_epoch":
+                                 report["distillation"]["stopped_on_divergence_at_epoch"],
                              "teacher_class_rates_on_adversarial":
                                  report["distillation"]["teacher_class_rates_on_adversarial"],
                              "wall_seconds": round(time.time() - start, 1)}
@@ -79,7 +86,8 @@ def _write(rows, budget):
              "| model | cr | run | stage | ACC % | ASR % | RA % | params | seconds (rewrite/synth/distill) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key, r in rows.items():
-        name, cr, kind, tau, reading = key.split("/")
+        name, cr, kind, tau, reading, *cap = key.split("/")
+        reading = ", ".join([reading, *cap])
         s = r["seconds"]
         for stage, ev in r["evaluation"].items():
             lines.append(f"| {name} | {cr[2:]} | {kind} ({tau}, {reading}) | {stage} | {pct(ev, 'acc')} | "

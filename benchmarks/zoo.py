@@ -26,3 +26,40 @@ def load_entry(name, per_class):
     x, y = data.load(sidecar["dataset"], "test")
     x, y, _ = data.subset(x, y, per_class=per_class, seed=0)
     return model, attack, x, y, sidecar
+
+
+def feature_layer(model):
+    """The layer whose output feeds the global pooling: the last conv block (the paper's h)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            return layer._inbound_nodes[0].parent_nodes[0].operation
+    raise ValueError(f"{model.name} has no GlobalAveragePooling2D layer.")
+
+
+def feature_strength(model, x, batch_size=500):
+    """Mean activation of the last conv block on images `x` (the paper's Fig. 1, h)."""
+    import keras
+    import numpy as np
+
+    probe = keras.Model(model.inputs, feature_layer(model).output)
+    return float(np.mean([np.mean(probe.predict_on_batch(x[i:i + batch_size]))
+                          for i in range(0, len(x), batch_size)]))
+
+
+def reestimate_batchnorm(model, x):
+    """Sets every BatchNorm's moving statistics to those of images `x` (in place, one pass).
+
+    Diagnostic only: it shows whether a rewrite changed the weights that carry a backdoor or only
+    left the stored statistics stale (re-estimation would then bring the backdoor back).
+    """
+    import keras
+
+    layers = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [l.momentum for l in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(layers, saved):
+        layer.momentum = momentum

@@ -24,11 +24,18 @@ def _atomic(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_model(model, path, overwrite=False):
@@ -57,5 +64,16 @@ def write_text(text, path):
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
+
+    _atomic(path, write)
+
+
+def write_bytes(content, path, overwrite=False):
+    """Writes `content` (bytes, e.g. a `.tflite` flatbuffer) atomically."""
+    check_output(path, overwrite)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(content)
 
     _atomic(path, write)
