@@ -23,6 +23,8 @@ def layer_flops(layer):
         _, h, w, c_out = layer.output.shape
         r1, r2 = layer.ranks
         k1, k2 = layer.kernel_size
+        if (k1, k2) == (1, 1):  # subsampled before the input factor (see TuckerConv2D.call)
+            h_in, w_in = h, w
         return 2 * (h_in * w_in * c_in * r2 + h * w * k1 * k2 * r2 * r1 + h * w * r1 * c_out)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         _, h, w, c_out = layer.output.shape

@@ -92,9 +92,13 @@ class TuckerConv2D(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: in_channels})
 
     def call(self, inputs):
-        x = ops.conv(inputs, self.input_factor, strides=1, padding="valid")
+        # A pointwise (1x1) layer subsamples before its first factor, not in the core: the
+        # same pixels are kept, and the input factor runs at the output resolution.
+        pointwise = tuple(self.kernel_size) == (1, 1)
+        x = ops.conv(inputs, self.input_factor, strides=self.strides if pointwise else 1,
+                     padding="valid")
         x = ops.conv(
-            x, self.core, strides=self.strides, padding=self.padding,
+            x, self.core, strides=1 if pointwise else self.strides, padding=self.padding,
             dilation_rate=self.dilation_rate,
         )
         x = ops.conv(x, self.output_factor, strides=1, padding="valid")
