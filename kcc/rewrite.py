@@ -153,7 +153,7 @@ def constrain_weights(model, tau_scale=4.0, reading="text"):
     return int(sum(sum(e["scaled"]) for e in plan.values()))
 
 
-def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
+def compress(model, cr, tau_scale=4.0, reading="text"):
     """Scaling (Eq. 5-7) then global rank truncation (Eq. 8): a clean(er) and compact model.
 
     Decomposable convs whose factored form is smaller become `TuckerConv2D` layers built from
@@ -165,7 +165,6 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
         cr: target compression ratio of the whole model's parameters, > 1.
         tau_scale: threshold of Eq. 5, > 0 (paper default 4).
         reading: `"text"` or `"literal"`, see `kcc.tucker.scale_factors`.
-        rank_multiple: round ranks up to a multiple of this (e.g. 8 for SIMD-friendly shapes).
 
     Returns:
         `(compressed_model, RewriteReport)`; the report's `params_after <= params_before / cr`.
@@ -188,7 +187,6 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
         ],
         other,
         cr,
-        rank_multiple,
     )
     for entry, (r1, r2) in zip(entries, ranks):
         entry["ranks"] = (r1, r2)

@@ -185,7 +185,7 @@ def layer_params(kernel_shape, rank1, rank2, use_bias):
     return min(conv_params(kernel_shape, use_bias), tucker_params(kernel_shape, rank1, rank2, use_bias))
 
 
-def select_ranks(layers, other_params, cr, rank_multiple=1):
+def select_ranks(layers, other_params, cr):
     """Global rank selection for a compression ratio (Sect. 4.1, Eq. 8).
 
     All layers' raw singular values are cut at one threshold `tau_trunc`: a layer keeps
@@ -198,8 +198,6 @@ def select_ranks(layers, other_params, cr, rank_multiple=1):
         layers: list of dicts with `sigma1`, `sigma2` (descending), `kernel_shape`, `use_bias`.
         other_params: parameters of everything that is not a decomposable conv.
         cr: target compression ratio, > 1.
-        rank_multiple: round ranks up to a multiple of this (hardware-friendly); ranks rounded
-            up can exceed the budget, in which case the threshold moves up until it fits.
 
     Returns:
         `(ranks, tau_trunc, total_params)`: `ranks` a list of `(R1, R2)` per layer.
@@ -209,20 +207,14 @@ def select_ranks(layers, other_params, cr, rank_multiple=1):
     """
     if not cr > 1:
         raise ValueError(f"cr must be greater than 1. Received cr={cr}.")
-    if rank_multiple < 1:
-        raise ValueError(f"rank_multiple must be at least 1. Received rank_multiple={rank_multiple}.")
     original = other_params + sum(conv_params(l["kernel_shape"], l["use_bias"]) for l in layers)
     budget = original / cr
     sigmas = [(np.sort(np.asarray(l["sigma1"]))[::-1], np.sort(np.asarray(l["sigma2"]))[::-1])
               for l in layers]
 
     def ranks_at(threshold):
-        ranks = []
-        for (s1, s2) in sigmas:
-            r1 = _round_rank(max(1, int(np.sum(s1 >= threshold))), rank_multiple, len(s1))
-            r2 = _round_rank(max(1, int(np.sum(s2 >= threshold))), rank_multiple, len(s2))
-            ranks.append((r1, r2))
-        return ranks
+        return [(max(1, int(np.sum(s1 >= threshold))), max(1, int(np.sum(s2 >= threshold))))
+                for (s1, s2) in sigmas]
 
     def total(ranks):
         return other_params + sum(
@@ -247,7 +239,3 @@ def select_ranks(layers, other_params, cr, rank_multiple=1):
     threshold = candidates[lo] if lo < len(candidates) else np.inf
     ranks = ranks_at(threshold)
     return ranks, float(threshold), total(ranks)
-
-
-def _round_rank(rank, multiple, full):
-    return min(full, -(-rank // multiple) * multiple)

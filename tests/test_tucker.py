@@ -115,16 +115,6 @@ def test_select_ranks_meets_the_budget_closely(cr):
         assert r2 == max(1, np.sum(l["sigma2"] >= tau_trunc))
 
 
-def test_select_ranks_rank_multiple():
-    ranks, _, total = tucker.select_ranks(_layers(), 1000, 2, rank_multiple=8)
-    layers = _layers()
-    original = 1000 + sum(tucker.conv_params(l["kernel_shape"], False) for l in layers)
-    assert total <= original / 2
-    for (r1, r2), l in zip(ranks, layers):
-        assert r1 % 8 == 0 or r1 == len(l["sigma1"])
-        assert r2 % 8 == 0 or r2 == len(l["sigma2"])
-
-
 def test_select_ranks_errors():
     with pytest.raises(ValueError, match="cr must be greater than 1"):
         tucker.select_ranks(_layers(), 0, 1.0)

@@ -63,9 +63,6 @@ BAR = 0.8  # speedup >= BAR x FLOPs ratio (float32, 1 thread)
 _MODELS = flags.DEFINE_list("models", ["resnet18_w64", "badnets_all2one"],
                             "Zoo entries or <architecture>_w<width> (random weights).")
 _CRS = flags.DEFINE_list("crs", ["2", "3", "4"], "Compression ratios (C&C-chosen ranks).")
-_RANK_MULTIPLES = flags.DEFINE_list(
-    "rank_multiples", ["1"], "Values of compress(rank_multiple=...); 1 = C&C's ranks as chosen, "
-    "4 or 8 = ranks rounded to SIMD-friendly multiples within the same parameter budget.")
 _INT8_MODELS = flags.DEFINE_list("int8_models", ["badnets_all2one"],
                                  "Models also exported as data-free int8.")
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "CPU thread counts.")
@@ -95,7 +92,7 @@ _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "tflite", "results", 
 _NOTE = flags.DEFINE_string("note", "", "Conditions of the run, written into the results.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of random weights, inputs and calibration.")
 
-_FLAG_HANDLES = [_MODELS, _CRS, _RANK_MULTIPLES, _INT8_MODELS, _THREADS, _RUNS, _WARMUP, _XNNPACK,
+_FLAG_HANDLES = [_MODELS, _CRS, _INT8_MODELS, _THREADS, _RUNS, _WARMUP, _XNNPACK,
                  _LITERT_BENCHMARK, _CALIBRATION_IMAGES, _CALIBRATION_STEPS, _EVAL_DATA,
                  _EVAL_IMAGES, _RANDOM_EVAL_IMAGES, _PROFILE, _TAU_SCALE, _WORK_DIR, _OUTPUT, _NOTE, _SEED]
 
@@ -125,21 +122,20 @@ def load_model(name, seed):
     return model, None, f"kcc.models.{match.group(1)}(width={match.group(2)}), random weights", True
 
 
-def variants_of(model, crs, rank_multiples, tau_scale):
-    """The Keras variants of one model: the original and one per `(cr, rank_multiple)`."""
+def variants_of(model, crs, tau_scale):
+    """The Keras variants of one model: the original and one per compression ratio."""
     total, per_layer = flops.model_flops(model)
-    out = {"original": {"model": model, "cr": None, "rank_multiple": None,
+    out = {"original": {"model": model, "cr": None,
                         "params": kcc_models.trainable_params(model), "flops": total,
                         "flops_per_layer": per_layer}}
     for cr in crs:
-        for multiple in rank_multiples:
-            compact, report = rewrite.compress(model, cr, tau_scale=tau_scale, rank_multiple=multiple)
-            total, per_layer = flops.model_flops(compact)
-            out[f"cr{cr:g}_m{multiple}"] = {
-                "model": compact, "cr": cr, "rank_multiple": multiple,
-                "params": report.params_after, "flops": total, "flops_per_layer": per_layer,
-                "ranks": {l.name: list(l.ranks) for l in report.layers if l.factored},
-            }
+        compact, report = rewrite.compress(model, cr, tau_scale=tau_scale)
+        total, per_layer = flops.model_flops(compact)
+        out[f"cr{cr:g}"] = {
+            "model": compact, "cr": cr,
+            "params": report.params_after, "flops": total, "flops_per_layer": per_layer,
+            "ranks": {l.name: list(l.ranks) for l in report.layers if l.factored},
+        }
     return out
 
 
@@ -329,12 +325,9 @@ def main(argv):
 
     tf.get_logger().setLevel("ERROR")  # predict() on many models warns about retracing
     crs = [float(c) for c in _CRS.value]
-    multiples = [int(m) for m in _RANK_MULTIPLES.value]
     threads = [int(t) for t in _THREADS.value]
     if 1 not in threads:
         raise app.UsageError("--threads must include 1 (the bar is measured at 1 thread).")
-    if 1 not in multiples:
-        raise app.UsageError("--rank_multiples must include 1 (C&C's ranks, the bar's variants).")
     if _RUNS.value < 200:
         print(f"warning: --runs={_RUNS.value} < 200: numbers are preliminary.", file=sys.stderr)
     x = y = None
@@ -351,19 +344,19 @@ def main(argv):
                "eval_images": 0 if y is None else len(y),
                "models": {}}
     for name in _MODELS.value:
-        results["models"][name] = run_model(name, crs, multiples, threads, x, y)
+        results["models"][name] = run_model(name, crs, threads, x, y)
         results["load_average_end"] = os.getloadavg()
         results["seconds"] = round(time.time() - started, 1)
         write(results)
     print(f"Wrote {_OUTPUT.value}.md and {_OUTPUT.value}.json")
 
 
-def run_model(name, crs, multiples, threads, x, y):
+def run_model(name, crs, threads, x, y):
     print(f"== {name}", flush=True)
     model, attack, source, random_weights = load_model(name, _SEED.value)
     if random_weights and x is not None and _RANDOM_EVAL_IMAGES.value < len(y):
         x, y, _ = data.subset(x, y, fraction=_RANDOM_EVAL_IMAGES.value / len(y), seed=_SEED.value)
-    keras_variants = variants_of(model, crs, multiples, _TAU_SCALE.value)
+    keras_variants = variants_of(model, crs, _TAU_SCALE.value)
     quantizations = ["float"] + (["int8"] if name in _INT8_MODELS.value else [])
     calibration = images = None
     if "int8" in quantizations:
@@ -388,7 +381,7 @@ def run_model(name, crs, multiples, threads, x, y):
                                     overwrite=True,
                                     representative_images=images if q == "int8" else None)
             row = {"variant": variant, "quantization": q, "cr": v["cr"],
-                   "rank_multiple": v["rank_multiple"], "params": v["params"], "flops": v["flops"],
+                   "params": v["params"], "flops": v["flops"],
                    "size_bytes": info["size_bytes"], "ops": info["ops"],
                    "path": _relative(path), "keras": keras_eval}
             if x is not None:
@@ -419,7 +412,7 @@ def run_model(name, crs, multiples, threads, x, y):
             float_row = rows[f"{row['variant']}/float"]
             row["int8_speedup_over_float"] = round(
                 float_row["latency"]["1"]["median_ms"] / row["latency"]["1"]["median_ms"], 4)
-        if row["quantization"] == "float" and row["cr"] and row["rank_multiple"] == 1:
+        if row["quantization"] == "float" and row["cr"]:
             row["bar_met"] = row["latency"]["1"]["speedup"] >= BAR * row["flops_ratio"]
     entry = {"source": source, "attack": attack.get_config() if attack else None,
              "eval_images": 0 if x is None else len(x),
@@ -553,22 +546,6 @@ def markdown(results):
                              f"{row['int8_speedup_over_float']:.2f} | "
                              f"{f['size_bytes'] / row['size_bytes']:.2f} | {delta['acc']} | "
                              f"{delta['asr']} |")
-            lines.append("")
-        multiples = sorted({r["rank_multiple"] for r in rows.values() if r["rank_multiple"]})
-        if len(multiples) > 1:
-            lines += [("Hardware-aware ranks (float32): latency of `rank_multiple=m` relative to "
-                       "C&C's ranks (m=1) at the same cr; > 1 means rounding the ranks helps."), "",
-                      "| cr | m | params | MFLOPs | " + " | ".join(f"{t} thr m=1 / m" for t in threads) + " |",
-                      "|---|---|---|---|" + "---|" * len(threads)]
-            for row in rows.values():
-                if row["quantization"] != "float" or not row["cr"] or row["rank_multiple"] == 1:
-                    continue
-                ref = rows[f"cr{row['cr']:g}_m1/float"]
-                ratios = [f"{ref['latency'][t]['median_ms'] / row['latency'][t]['median_ms']:.3f}"
-                          for t in threads]
-                lines.append(f"| {row['cr']:g} | {row['rank_multiple']} | {row['params']:,} "
-                             f"(m=1: {ref['params']:,}) | {row['flops'] / 1e6:.1f} (m=1: "
-                             f"{ref['flops'] / 1e6:.1f}) | " + " | ".join(ratios) + " |")
             lines.append("")
         if "profile" in entry:
             lines += profile_markdown(entry["profile"])
