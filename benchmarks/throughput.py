@@ -20,6 +20,7 @@ each is kept (a busy machine slows runs down, never speeds them up).
 import json
 import os
 import platform
+import sys
 import time
 
 import keras
@@ -102,7 +103,7 @@ def main(argv):
     saving.write_json(result, OUT + ".json")
     lines = [
         "# Throughput: synthesis and distillation against a training step (purify issue bar: >= 70%)",
-        "", "`KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/throughput.py`",
+        "", f"`KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python {' '.join(sys.argv)}`",
         "", f"Model: {_MODEL.value} compressed at cr {_CR.value:g} ({report.params_after:,} parameters), "
         f"{keras.backend.backend()} backend, {result['machine']}; best of {_REPEATS.value} interleaved "
         "runs. One pass = forward + backward for one image (see the script's docstring).", "",
