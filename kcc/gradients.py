@@ -71,3 +71,55 @@ def input_gradient_fn(model, objective):
         f"Input gradients are implemented for the tensorflow, jax and torch backends. "
         f"Received backend={backend!r}."
     )
+
+
+def value_and_grad(fn, argnums=0, jit=False):
+    """`fn` and its gradient with respect to some of its arguments, composable for second order.
+
+    The defenses that differentiate with respect to weights outside `fit` (gradient-based
+    pruning, I-BAU's implicit hypergradient) write `fn` with `keras.ops` over
+    `model.stateless_call(trainable_values, non_trainable_values, x)`, so only this wrapper is
+    backend-specific: `jax.value_and_grad` on JAX, a `tf.GradientTape` on TensorFlow. Returned
+    functions may be nested (a gradient of a function that itself takes a gradient, e.g. a
+    Hessian-vector product); only the outermost should be compiled.
+
+    Args:
+        fn: `f(*args) -> scalar` written with `keras.ops`; differentiated arguments may be arrays
+            or lists of arrays.
+        argnums: index, or tuple of indices, of the arguments to differentiate.
+        jit: compile the returned function (`jax.jit` / `tf.function`).
+
+    Returns:
+        A callable `(*args) -> (value, gradient)`, the gradient shaped like `args[argnums]` (a
+        tuple of such for a tuple `argnums`), as backend tensors.
+
+    Raises:
+        NotImplementedError: on a backend other than TensorFlow and JAX.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        step = jax.value_and_grad(fn, argnums=argnums)
+        return jax.jit(step) if jit else step
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+        def step(*args):
+            args = list(args)
+            for i in nums:
+                args[i] = tf.nest.map_structure(tf.convert_to_tensor, args[i])
+            with tf.GradientTape() as tape:
+                tape.watch([args[i] for i in nums])
+                value = fn(*args)
+            grads = tape.gradient(value, [args[i] for i in nums],
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return value, grads[0] if isinstance(argnums, int) else tuple(grads)
+
+        return tf.function(step, reduce_retracing=True) if jit else step
+    raise NotImplementedError(
+        f"Weight gradients are implemented for the tensorflow and jax backends. "
+        f"Received backend={backend!r}."
+    )

@@ -7,7 +7,6 @@ Reusable settings live in `flags/` (`--flagfile=flags/purify_cpu.flags` for the 
 Import `kcc.cc` rather than this module from code that defines flags of its own.
 """
 
-import json
 import os
 import shlex
 import sys
@@ -53,38 +52,13 @@ _TARGET = flags.DEFINE_integer("target", None, "All-to-one target class.")
 
 def _evaluation(model_path, num_classes):
     """The `(x, y, attack)` triple asked for on the command line, or None."""
-    import numpy as np
-
-    from kcc import attacks
-    from kcc import data
+    from kcc import evaluation
 
     eval_data = _EVAL_DATA.value
     if eval_data is None and os.path.abspath(model_path) == os.path.abspath(DEFAULT_MODEL):
         eval_data = DEFAULT_EVAL if os.path.exists(DEFAULT_EVAL) else None
-    if eval_data is None:
-        return None
-    if eval_data in data.DATASETS:
-        x, y = data.load(eval_data, "test")
-    else:
-        with np.load(eval_data) as f:
-            x, y = f["x"], f["y"]
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    config = {}
-    sidecar_path = os.path.splitext(model_path)[0] + ".json"
-    if os.path.exists(sidecar_path):
-        with open(sidecar_path) as f:
-            config = json.load(f).get("attack") or {}
-    if _ATTACK.value and _ATTACK.value != config.get("name"):
-        config = {"name": _ATTACK.value}
-    if _TARGET.value is not None:
-        config["target"] = _TARGET.value
-    if _MODE.value:
-        config["mode"] = _MODE.value
-    attack = None
-    if config.get("name"):
-        config.setdefault("num_classes", num_classes)
-        attack = attacks.from_config(config, folder=os.path.dirname(os.path.abspath(sidecar_path)))
-    return x, y, attack
+    return evaluation.evaluation_set(model_path, num_classes, eval_data, _ATTACK.value, _MODE.value,
+                                     _TARGET.value)
 
 
 def main(argv):
