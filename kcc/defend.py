@@ -96,10 +96,7 @@ def main(argv):
     output = _OUTPUT.value or os.path.splitext(os.path.basename(model_path))[0] + f"_{method}.keras"
     try:
         saving.check_output(output, _OVERWRITE.value, inputs=[model_path])
-        model = intake.load_suspect(model_path, trust_source=_TRUST_SOURCE.value)
-        if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
-            raise ValueError(f"kcc defends image classifiers with one (batch, H, W, C) input. "
-                             f"Received inputs {[tuple(i.shape) for i in model.inputs]}.")
+        model = intake.load_image_classifier(model_path, trust_source=_TRUST_SOURCE.value)
         num_classes = int(model.outputs[0].shape[-1])
         attack = evaluation.attack_for(model_path, num_classes, _ATTACK.value, _MODE.value,
                                        _TARGET.value)

@@ -420,6 +420,20 @@ def load_suspect(path, trust_source=False, limits=None):
         )
 
 
+def load_image_classifier(path, trust_source=False, limits=None):
+    """`load_suspect`, then checks the model has one `(batch, H, W, C)` image input.
+
+    Raises:
+        UnsafeModelError: as `load_suspect`.
+        ValueError: the model takes other inputs.
+    """
+    model = load_suspect(path, trust_source, limits)
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise ValueError(f"kcc works on image classifiers with one (batch, H, W, C) input. "
+                         f"Received inputs {[tuple(i.shape) for i in model.inputs]}.")
+    return model
+
+
 def custom_objects():
     """kcc's registered classes (`"kcc>Name"` -> class), importing `kcc.layers` if it exists."""
     import keras

@@ -74,10 +74,7 @@ def main(argv):
     )
     try:
         saving.check_output(output, _OVERWRITE.value, inputs=[model_path])
-        model = intake.load_suspect(model_path, trust_source=_TRUST_SOURCE.value)
-        if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
-            raise ValueError(f"kcc purifies image classifiers with one (batch, H, W, C) input. "
-                             f"Received inputs {[tuple(i.shape) for i in model.inputs]}.")
+        model = intake.load_image_classifier(model_path, trust_source=_TRUST_SOURCE.value)
         evaluation = _evaluation(model_path, int(model.outputs[0].shape[-1]))
         purified, report = purify(
             model, cr=cr, tau_scale=_TAU_SCALE.value, reading=_READING.value,
