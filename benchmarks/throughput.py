@@ -17,14 +17,12 @@ each is kept (a busy machine slows runs down, never speeds them up).
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/throughput.py
 """
 
-import json
 import os
 import platform
 import sys
 import time
 
 import keras
-import numpy as np
 from absl import app
 from absl import flags
 

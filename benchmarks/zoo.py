@@ -3,8 +3,8 @@
 import json
 import os
 
-from kcc import attacks
 from kcc import data
+from kcc import evaluation
 from kcc import intake
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,31 +19,26 @@ def load_entry(name, per_class):
         `(model, attack or None, x, y, sidecar)`; `(x, y)` is a class-balanced slice of the test
         split with `per_class` images per class (seed 0).
     """
+    path = os.path.join(ZOO, f"{name}.keras")
     with open(os.path.join(ZOO, f"{name}.json")) as f:
         sidecar = json.load(f)
-    model = intake.load_suspect(os.path.join(ZOO, f"{name}.keras"))
-    attack = attacks.from_config(sidecar["attack"], folder=ZOO) if sidecar["attack"] else None
+    model = intake.load_suspect(path)
+    attack = evaluation.attack_for(path, int(model.outputs[0].shape[-1]))
     x, y = data.load(sidecar["dataset"], "test")
     x, y, _ = data.subset(x, y, per_class=per_class, seed=0)
     return model, attack, x, y, sidecar
 
 
-def feature_layer(model):
-    """The layer whose output feeds the global pooling: the last conv block (the paper's h)."""
-    import keras
-
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
-            return layer._inbound_nodes[0].parent_nodes[0].operation
-    raise ValueError(f"{model.name} has no GlobalAveragePooling2D layer.")
-
-
 def feature_strength(model, x, batch_size=500):
-    """Mean activation of the last conv block on images `x` (the paper's Fig. 1, h)."""
+    """Mean activation of the last conv block on images `x` (the paper's Fig. 1, h): the
+    feature map the classifier's global pooling reads."""
     import keras
     import numpy as np
 
-    probe = keras.Model(model.inputs, feature_layer(model).output)
+    from kcc.defenses import fp
+
+    pool, _ = fp.classifier_head(model)
+    probe = keras.Model(model.inputs, pool.input)
     return float(np.mean([np.mean(probe.predict_on_batch(x[i:i + batch_size]))
                           for i in range(0, len(x), batch_size)]))
 
@@ -54,9 +49,9 @@ def reestimate_batchnorm(model, x):
     Diagnostic only: it shows whether a rewrite changed the weights that carry a backdoor or only
     left the stored statistics stale (re-estimation would then bring the backdoor back).
     """
-    import keras
+    from kcc import synthesis
 
-    layers = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    layers = synthesis.batchnorm_layers(model)
     saved = [l.momentum for l in layers]
     for layer in layers:
         layer.momentum = 0.0

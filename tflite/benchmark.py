@@ -44,8 +44,8 @@ from absl import logging
 import keras
 import numpy as np
 
-from kcc import attacks
 from kcc import data
+from kcc import evaluation
 from kcc import export
 from kcc import flops
 from kcc import intake
@@ -105,12 +105,7 @@ def load_model(name, seed):
     path = os.path.join(ZOO, f"{name}.keras")
     if os.path.exists(path):
         model = intake.load_suspect(path)
-        attack = None
-        sidecar = os.path.join(ZOO, f"{name}.json")
-        if os.path.exists(sidecar):
-            with open(sidecar) as f:
-                config = json.load(f).get("attack")
-            attack = attacks.from_config(config, folder=ZOO) if config else None
+        attack = evaluation.attack_for(path, int(model.outputs[0].shape[-1]))
         return model, attack, os.path.relpath(path, ROOT), False
     match = re.fullmatch(r"(\w+?)_w(\d+)", name)
     if not match or match.group(1) not in kcc_models.ARCHITECTURES:

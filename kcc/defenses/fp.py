@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 
 from kcc.defenses import ft
+from kcc.defenses import pruning
 
 _PASS_THROUGH = (keras.layers.Dropout, keras.layers.Flatten)
 _POOLING = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
@@ -66,7 +67,7 @@ def fine_pruning(model, defender_data, *, max_accuracy_drop=0.1, epochs=10, batc
     ft.require_validation(defender_data)
     if not 0 <= max_accuracy_drop < 1:
         raise ValueError(f"max_accuracy_drop must be in [0, 1). Received {max_accuracy_drop}.")
-    pruned = ft.copy_model(model)
+    pruned = pruning.clone(model)
     pool, dense = classifier_head(pruned)
     channels, curve, base_acc = _select_channels(pruned, pool, dense, defender_data,
                                                  max_accuracy_drop)
@@ -101,7 +102,7 @@ def fine_pruning(model, defender_data, *, max_accuracy_drop=0.1, epochs=10, batc
         "selected": selected,
         "seconds": time.time() - start,
     }
-    return ft.copy_model(pruned), report
+    return pruning.clone(pruned), report
 
 
 def classifier_head(model):

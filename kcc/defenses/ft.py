@@ -8,10 +8,11 @@ of NAD's fine-tuned teacher (10 epochs; NAD's authors fine-tune "for 5~10 epochs
 BackdoorBench's 100, which is GPU-sized. The epoch kept is the one with the best accuracy on the
 defender's validation images (`DefenderData.x_val`), never on test data.
 
-This module also holds what Fine-Pruning, NAD and gradient-based pruning reuse: `copy_model`
-(defenses never touch their input), `SelectOnValidation` (best-epoch selection and patience on
-validation data), `keep_zeros` (pruned weights stay exactly zero while fine-tuning) and
-`fine_tune_on` (the training run itself, through `kcc.training.train`).
+Defenses never touch their input: each works on a `kcc.defenses.pruning.clone`. This module
+also holds what Fine-Pruning, NAD and gradient-based pruning reuse: `SelectOnValidation`
+(best-epoch selection and patience on validation data), `keep_zeros` (pruned weights stay
+exactly zero while fine-tuning) and `fine_tune_on` (the training run itself, through
+`kcc.training.train`).
 
 Reference:
     Liu, Dolan-Gavitt and Garg, "Fine-Pruning: Defending Against Backdooring Attacks on Deep
@@ -28,6 +29,7 @@ from keras import ops
 
 from kcc import training
 from kcc.defenses import data as defender
+from kcc.defenses import pruning
 
 
 def fine_tune(model, defender_data, *, epochs=10, batch_size=128, learning_rate=0.01,
@@ -61,7 +63,7 @@ def fine_tune(model, defender_data, *, epochs=10, batch_size=128, learning_rate=
     hyperparameters = {"epochs": epochs, "batch_size": batch_size,
                        "learning_rate": learning_rate, "weight_decay": weight_decay,
                        "momentum": 0.9, "schedule": schedule, "augment": augment, "seed": seed}
-    tuned = copy_model(model)
+    tuned = pruning.clone(model)
     selector = fine_tune_on(tuned, defender_data, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, weight_decay=weight_decay,
                             schedule=schedule, augment=augment, seed=seed, verbose=verbose)
@@ -73,7 +75,7 @@ def fine_tune(model, defender_data, *, epochs=10, batch_size=128, learning_rate=
         "history": selector.history,
         "seconds": time.time() - start,
     }
-    return copy_model(tuned), report
+    return pruning.clone(tuned), report
 
 
 def require_validation(defender_data):
@@ -83,13 +85,6 @@ def require_validation(defender_data):
         raise ValueError("This defense selects on validation images, but defender_data has none. "
                          "Draw it with defender_split(..., validation=0.1) or larger.")
     return defender_data
-
-
-def copy_model(model):
-    """A new model of the same architecture with copies of `model`'s weights, uncompiled."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def fine_tune_on(model, defender_data, *, epochs, batch_size=128, learning_rate=0.01,

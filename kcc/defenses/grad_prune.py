@@ -39,8 +39,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from kcc import flops, gradients
+from kcc import flops
+from kcc import gradients
 from kcc.defenses import ft
+from kcc.defenses import pruning
 
 
 def grad_prune(model, defender_data, *, attack, accuracy_threshold=0.1, pruning_patience=10,
@@ -79,7 +81,7 @@ def grad_prune(model, defender_data, *, attack, accuracy_threshold=0.1, pruning_
     """
     start = time.time()
     ft.require_validation(defender_data)
-    pruned = ft.copy_model(model)
+    pruned = pruning.clone(model)
     filters = _prunable_filters(pruned)
     x_val, y_val = defender_data.x_val, np.asarray(defender_data.y_val)
     x_trig, x_val_trig = attack.apply(defender_data.x), attack.apply(x_val)
@@ -140,7 +142,7 @@ def grad_prune(model, defender_data, *, attack, accuracy_threshold=0.1, pruning_
         "selected": selected,
         "seconds": time.time() - start,
     }
-    return ft.copy_model(pruned), report
+    return pruning.clone(pruned), report
 
 
 def _prunable_filters(model):

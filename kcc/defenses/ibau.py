@@ -42,6 +42,7 @@ from keras import ops
 
 from kcc import gradients
 from kcc.defenses import ft
+from kcc.defenses import pruning
 
 
 def ibau(model, defender_data, *, n_rounds=5, fixed_point_iterations=5, batch_size=100,
@@ -77,7 +78,7 @@ def ibau(model, defender_data, *, n_rounds=5, fixed_point_iterations=5, batch_si
     """
     start = time.time()
     ft.require_validation(defender_data)
-    unlearned = ft.copy_model(model)
+    unlearned = pruning.clone(model)
     x, y = defender_data.x, np.asarray(defender_data.y, np.int32)
     batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     steps = HypergradientSteps(unlearned, perturbation_reg, inner_step, fixed_point_iterations)
@@ -122,7 +123,7 @@ def ibau(model, defender_data, *, n_rounds=5, fixed_point_iterations=5, batch_si
                      "val_acc": history[-1]["val_acc"]},
         "seconds": time.time() - start,
     }
-    return ft.copy_model(unlearned), report
+    return pruning.clone(unlearned), report
 
 
 class HypergradientSteps:

@@ -39,6 +39,7 @@ from keras import ops
 
 from kcc import training
 from kcc.defenses import ft
+from kcc.defenses import pruning
 
 
 def attention_map(features, p=2.0, eps=1e-6):
@@ -174,7 +175,7 @@ def nad(model, defender_data, *, attention_layers=None, beta=(500.0, 1000.0, 100
                          f"({layers}), received beta={beta}.")
     teacher, teacher_report = ft.fine_tune(model, defender_data, epochs=teacher_epochs, seed=seed,
                                            verbose=verbose)
-    student = ft.copy_model(model)
+    student = pruning.clone(model)
     keras.utils.set_random_seed(seed)
     distiller = AttentionDistiller(student, teacher, layers, betas, p)
     batches = training.Batches(defender_data.x, defender_data.y, batch_size, augment=augment,
@@ -199,7 +200,7 @@ def nad(model, defender_data, *, attention_layers=None, beta=(500.0, 1000.0, 100
                     for h in selector.history],
         "seconds": time.time() - start,
     }
-    return ft.copy_model(student), report
+    return pruning.clone(student), report
 
 
 def _optimizer(learning_rate, weight_decay):
