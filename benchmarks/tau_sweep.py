@@ -72,7 +72,9 @@ def main(argv):
     saving.write_json({"points": results, "per_class": _PER_CLASS.value}, OUT + ".json")
     lines = ["# ACC / ASR against tau_scale, scaling only (the paper's Fig. 3)", "",
              "`KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/tau_sweep.py "
-             f"--models={','.join(_MODELS.value)}`; {_PER_CLASS.value} test images per class; "
+             f"--models={','.join(_MODELS.value)} --taus={','.join(_TAUS.value)}` (the JSON keeps the "
+             f"points of earlier runs, so rows may come from other --taus); {_PER_CLASS.value} test "
+             "images per class; "
              "`scaled` = rank components scaled over all layers; h = mean activation of the last conv "
              "block (Fig. 1); *after BN re-estimation* = the same model once its BatchNorm statistics "
              f"are re-estimated on {_RECAL_PER_CLASS.value} clean training images per class "
