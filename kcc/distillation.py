@@ -16,6 +16,10 @@ logits on `x + delta` away from the teacher's. `adversarial_cap` bounds it (per 
 by `cap` there is no further reward; `None` is the paper's unbounded form.
 
 Only BatchNormalization layers train; trainability is set before `compile()`, as Keras requires.
+Their moving statistics follow the synthetic batches as in the paper's PyTorch code, whose BN
+running averages use momentum 0.1 (`moving = 0.9 * moving + 0.1 * batch`): Keras' default 0.99
+would keep two thirds of the suspect's statistics after the 40 steps of a CPU budget, and stale
+statistics can hide a backdoor that is still in the weights (`benchmarks/results/cc_findings.md`).
 """
 
 import math
@@ -27,6 +31,9 @@ from keras import ops
 from kcc import adversarial
 from kcc import flops
 from kcc import metrics
+
+# Keras momentum of PyTorch's default BatchNorm running average (torch momentum 0.1).
+PYTORCH_BN_MOMENTUM = 0.9
 
 
 def freeze_all_but_batchnorm(model):
@@ -198,7 +205,7 @@ class BackdoorMonitor(keras.callbacks.Callback):
 def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning_rate=3e-4,
             gamma=1.5, epsilon=0.5, pgd_steps=10, adversarial_cap=None, callbacks=None,
             seed=0, verbose="auto"):
-    """Runs Eq. 10 on `student` in place (only its BatchNorm parameters change).
+    """Runs Eq. 10 on `student` in place (only its BatchNorm parameters and statistics change).
 
     Args:
         teacher: suspect model (unchanged).
@@ -216,11 +223,20 @@ def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning
         `target_rates` say which classes the teacher gave the adversarial images).
     """
     freeze_all_but_batchnorm(student)
+    batchnorms = [l for l in flops.iterate_layers(student)
+                  if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [l.momentum for l in batchnorms]
+    for layer in batchnorms:
+        layer.momentum = PYTORCH_BN_MOMENTUM
     keras.utils.set_random_seed(seed)
     distiller = Distiller(student, gamma=gamma, adversarial_cap=adversarial_cap)
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
     data = DistillationData(teacher, images, labels, batch_size, seed)
     refresh = RefreshAdversarial(student, data, epsilon, pgd_steps)
-    history = distiller.fit(data, epochs=epochs, callbacks=[refresh, *(callbacks or [])],
-                            verbose=verbose)
+    try:
+        history = distiller.fit(data, epochs=epochs, callbacks=[refresh, *(callbacks or [])],
+                                verbose=verbose)
+    finally:
+        for layer, momentum in zip(batchnorms, saved):
+            layer.momentum = momentum
     return history, refresh

@@ -20,7 +20,6 @@ import numpy as np
 from keras import ops
 
 from kcc import flops
-from kcc import gradients
 
 
 def batchnorm_layers(model):
@@ -82,16 +81,74 @@ def _probe(model):
     return keras.Model(model.inputs, [model.outputs[0]] + [bn.input for bn in bns]), bns
 
 
+class _Clip(keras.constraints.Constraint):
+    """Keeps the normalised images inside the image of [0, 1] (per channel, last axis)."""
+
+    def __init__(self, low, high):
+        self.low, self.high = low, high
+
+    def __call__(self, w):
+        return ops.clip(w, self.low, self.high)
+
+
+class Synthesizer(keras.Model):
+    """Eq. 9 as a Keras model whose only trainable weight is one batch of images.
+
+    `fit` with Adam optimises the images (so every backend's compiled train step runs it, with no
+    host round trip per step); the classifier stays frozen and runs in inference mode. The inputs
+    given to `fit` are ignored placeholders `(B, 1)`; the targets are the labels `(B,)`.
+
+    Args:
+        probe: model returning `[logits, input of BN 1, ..., input of BN L]` (`_probe`).
+        targets: per BN layer `(moving mean (C_j,), sqrt(moving variance + eps) (C_j,))`.
+        mean, std: per-channel input normalisation `(C,)`; the images are stored normalised,
+            `x = mean + std * z`, as in ZeroQ.
+        batch_size: images optimised together.
+    """
+
+    def __init__(self, probe, targets, mean, std, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.probe, self.targets = probe, targets
+        self.mean, self.std = mean, std
+        self.low, self.high = (0.0 - mean) / std, (1.0 - mean) / std
+        self.normalised_images = self.add_weight(
+            shape=(batch_size, *probe.inputs[0].shape[1:]), initializer="zeros",
+            constraint=_Clip(self.low, self.high), name="normalised_images")
+
+    def images(self):
+        """The current batch as [0, 1] images, NumPy `(B, H, W, C)`."""
+        z = ops.convert_to_numpy(self.normalised_images)
+        return np.clip(self.mean + self.std * z, 0.0, 1.0).astype(np.float32)
+
+    def call(self, inputs, training=False):
+        x = ops.add(ops.multiply(self.normalised_images, self.std), self.mean)
+        return self.probe(x, training=False)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        logits, bn_inputs = y_pred[0], y_pred[1:]
+        ce = ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return bn_statistics_loss(bn_inputs, self.targets) + ce
+
+    def bn_loss(self):
+        """Eq. 9's BN-statistics terms for the current batch, a float."""
+        outputs = self(ops.zeros((1, 1)))
+        return float(ops.convert_to_numpy(bn_statistics_loss(outputs[1:], self.targets)))
+
+
 def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=256, seed=0,
                verbose=True):
     """Synthesises images that match the model's BatchNorm statistics (Eq. 9).
 
+    Images are made in full batches of `batch_size` (the BN statistics are batch statistics);
+    when `num_images` is not a multiple of it, the last batch is made whole and cut.
+
     Args:
-        model: a functional or Sequential classifier on [0, 1] images with BatchNorm layers.
+        model: a functional or Sequential classifier on [0, 1] images with BatchNorm layers
+            (not modified).
         num_images: how many images to make (paper: 5120).
         steps: Adam steps per batch (paper: 500).
         learning_rate: Adam learning rate in normalised input units (paper: 0.1).
-        batch_size: images optimised together (the BN statistics are batch statistics).
+        batch_size: images optimised together.
         seed: seeds the initial noise and the labels.
         verbose: show a Keras progress bar over batches.
 
@@ -111,45 +168,41 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
     ]
     num_classes = int(model.outputs[0].shape[-1])
     mean, std = input_statistics(model)
-
-    def objective(outputs, labels):
-        logits, bn_inputs = outputs[0], outputs[1:]
-        ce = ops.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-        return bn_statistics_loss(bn_inputs, targets) + ce
-
-    def bn_only(outputs, labels):
-        return bn_statistics_loss(outputs[1:], targets)
-
-    value_and_grad = gradients.input_gradient_fn(probe, objective)
-    bn_loss = gradients.input_gradient_fn(probe, bn_only)
+    batch_size = max(2, min(batch_size, num_images))
+    num_batches = -(-num_images // batch_size)
     rng = np.random.default_rng(seed)
     shape = tuple(model.inputs[0].shape[1:])
-    images = np.empty((num_images, *shape), np.float32)
-    labels = rng.integers(0, num_classes, num_images).astype(np.int32)
+    labels = rng.integers(0, num_classes, num_batches * batch_size).astype(np.int32)
+    images = np.empty((num_batches * batch_size, *shape), np.float32)
+
+    trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(model)]
+    probe.trainable = False  # the images are the only trainable weight
+    synthesizer = Synthesizer(probe, targets, mean, std, batch_size)
+    optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-8)
+    synthesizer.compile(optimizer=optimizer, steps_per_execution=min(steps, 25))
+    placeholder = np.zeros((steps * batch_size, 1), np.float32)
     info = {"bn_loss_first": [], "bn_loss_last": []}
-    bar = keras.utils.Progbar(-(-num_images // batch_size), unit_name="batch") if verbose else None
+    bar = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
     start = time.time()
-    for b, first in enumerate(range(0, num_images, batch_size)):
-        y = labels[first:first + batch_size]
-        z = rng.standard_normal((len(y), *shape)).astype(np.float32)
-        low, high = (0.0 - mean) / std, (1.0 - mean) / std
-        z = np.clip(z, low, high)
-        m, v = np.zeros_like(z), np.zeros_like(z)
-        for t in range(1, steps + 1):
-            x = mean + std * z
-            loss, grad = value_and_grad(x, y)
-            if t == 1:
-                info["bn_loss_first"].append(bn_loss(x, y)[0])
-            g = grad * std  # chain rule: the variable is z, x = mean + std * z
-            m = 0.9 * m + 0.1 * g
-            v = 0.999 * v + 0.001 * g * g
-            step = learning_rate * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-            z = np.clip(z - step, low, high)
-        x = (mean + std * z).astype(np.float32)
-        info["bn_loss_last"].append(bn_loss(x, y)[0])
-        images[first:first + len(y)] = np.clip(x, 0.0, 1.0)
-        if bar:
-            bar.update(b + 1, [("bn_loss", info["bn_loss_last"][-1])])
+    try:
+        for b in range(num_batches):
+            y = labels[b * batch_size:(b + 1) * batch_size]
+            z = rng.standard_normal((batch_size, *shape)).astype(np.float32)
+            synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
+            for variable in optimizer.variables:  # a fresh Adam for every batch
+                variable.assign(ops.zeros(variable.shape, variable.dtype))
+            optimizer.learning_rate = learning_rate
+            info["bn_loss_first"].append(synthesizer.bn_loss())
+            synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
+                            shuffle=False, verbose=0)
+            info["bn_loss_last"].append(synthesizer.bn_loss())
+            images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
+            if bar:
+                bar.update(b + 1, [("bn_loss", info["bn_loss_last"][-1])])
+    finally:
+        for layer, flag in trainable:
+            layer.trainable = flag
     seconds = time.time() - start
-    info.update(seconds=round(seconds, 2), image_steps_per_second=round(num_images * steps / seconds, 1))
-    return images, labels, info
+    info.update(seconds=round(seconds, 2),
+                image_steps_per_second=round(num_batches * batch_size * steps / seconds, 1))
+    return images[:num_images], labels[:num_images], info

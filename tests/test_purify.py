@@ -77,6 +77,21 @@ def test_bn_only_distillation_leaves_every_other_weight_bit_identical(tiny):
         np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(w))
 
 
+def test_distillation_statistics_follow_the_synthetic_batches(tiny):
+    # PyTorch's running-average momentum (the paper's code), not Keras' 0.99: after 12 updates the
+    # stem BN's moving mean must have covered most of the way to the images' statistics.
+    student, _ = rewrite.compress(tiny, cr=2)
+    images = np.random.default_rng(2).random((64, 32, 32, 3)).astype("float32")
+    bn = synthesis.batchnorm_layers(student)[0]
+    target = keras.Model(student.inputs, bn.input).predict(images, verbose=0).mean(axis=(0, 1, 2))
+    gap = lambda: np.abs(keras.ops.convert_to_numpy(bn.moving_mean) - target).mean()  # noqa: E731
+    before = gap()
+    distillation.distill(tiny, student, images, np.arange(64) % 10, epochs=3, batch_size=32,
+                         epsilon=0.05, pgd_steps=1, verbose=0)
+    assert gap() < 0.5 * before
+    assert bn.momentum == 0.99  # the student keeps Keras' momentum for later training
+
+
 def test_adversarial_cap_bounds_the_loss():
     d = distillation.Distiller(models.resnet18(width=4), gamma=1.5, adversarial_cap=2.0)
     t = np.zeros((4, 10), "float32")
