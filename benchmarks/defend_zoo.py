@@ -35,7 +35,6 @@ from kcc.defenses import defense_kwargs
 
 import zoo  # benchmarks/zoo.py, beside this script
 
-OUT = os.path.join(zoo.RESULTS, "defend_zoo")
 WORK = os.path.join(zoo.ROOT, "benchmarks", "work", "defend_zoo")
 
 _MODELS = flags.DEFINE_list("models", ["badnets_all2one"], "Zoo entries.")
@@ -48,6 +47,13 @@ _ITERATIONS = flags.DEFINE_integer("iterations", 300,
 _EPOCHS = flags.DEFINE_integer("epochs", None,
                                "Epochs, for defenses that take them (default: theirs).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the defender split and the defenses.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS,
+                                   "Folder of defend_zoo.json and .md.")
+
+
+def _out():
+    """Output prefix: <results_dir>/defend_zoo."""
+    return os.path.join(_RESULTS_DIR.value, "defend_zoo")
 
 
 def main(argv):
@@ -56,8 +62,8 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"Unknown methods {unknown}; known: {sorted(DEFENSES)}.")
     rows = {}
-    if os.path.exists(OUT + ".json"):
-        with open(OUT + ".json") as f:
+    if os.path.exists(_out() + ".json"):
+        with open(_out() + ".json") as f:
             rows = json.load(f)["rows"]
     budget = {"iterations": _ITERATIONS.value, "epochs": _EPOCHS.value}
     command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv)
@@ -88,7 +94,7 @@ def main(argv):
                 "data": report.get("data"), "suspect": suspect,
                 "defended": metrics.evaluate(defended, x, y, attack),
                 "params_before": report.get("params_before"),
-                "params_after": report.get("params_after"),
+                "params_after": report.get("params_after") or defended.count_params(),
                 "ratio": report.get("ratio") or report.get("effective_ratio"),
                 "sparsity": report.get("sparsity"),
                 "validation": report.get("validation"),
@@ -153,15 +159,18 @@ def _summary(report):
 
 
 def _write(rows):
-    machine = f"{platform.machine()}, {os.cpu_count()} cores (CPU)"
-    saving.write_json({"rows": rows, "machine": machine}, OUT + ".json")
+    import keras
+
+    machine = (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} "
+               f"cores (CPU), Keras backend {keras.backend.backend()}")
+    saving.write_json({"rows": rows, "machine": machine}, _out() + ".json")
     pct = lambda r, k: f"{100 * r[k]:.2f}" if r and k in r else "-"  # noqa: E731
     lines = ["# Baseline defenses on the zoo (CPU budget)", "",
              "Defender data: 1% of the training split per class (10% of it held out for "
              "validation); ACC/ASR/RA on the full test split. Budget per row as run; paper "
              "defaults: ANP 2000 iterations. `ratio` is physical for CLP 2x, effective "
              "(zeroed filters removed) for ANP 2x. Made by `benchmarks/defend_zoo.py` "
-             "(command per row in the JSON).", "",
+             "(command per row in the JSON).", "", f"Machine: {machine}.", "",
              "| model | method | budget | ACC % | ASR % | RA % | params after | ratio | seconds |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows.values():
@@ -170,8 +179,8 @@ def _write(rows):
         lines.append(
             f"| {r['model']} | {r['method']} | {budget} | {pct(s, 'acc')} -> {pct(d, 'acc')} | "
             f"{pct(s, 'asr')} -> {pct(d, 'asr')} | {pct(s, 'ra')} -> {pct(d, 'ra')} | "
-            f"{r['params_after']:,} | {r['ratio'] or '-'} | {r['seconds']} |")
-    saving.write_text("\n".join(lines) + "\n", OUT + ".md")
+            f"{format(r['params_after'], ',') if r['params_after'] else '-'} | {r['ratio'] or '-'} | {r['seconds']} |")
+    saving.write_text("\n".join(lines) + "\n", _out() + ".md")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ import time
 from absl import app
 from absl import flags
 
+from kcc import distillation
 from kcc import saving
 from kcc.cc import purify
 
 import zoo  # benchmarks/zoo.py, beside this script
-
-OUT = os.path.join(zoo.RESULTS, "purify_zoo")
 
 _MODELS = flags.DEFINE_list("models", ["badnets_all2one"], "Zoo entries.")
 _CRS = flags.DEFINE_list("crs", ["2", "3", "4"], "Compression ratios.")
@@ -36,31 +35,37 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Synthetic images (CPU bu
 _STEPS = flags.DEFINE_integer("synthesis_steps", 100, "Synthesis steps (CPU budget).")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Distillation epochs.")
 _CAP = flags.DEFINE_float("adversarial_cap", None, "Cap of Eq. 10's adversarial term (None = paper).")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS,
+                                   "Folder of purify_zoo.json and .md.")
+
+
+def _out():
+    """Output prefix: <results_dir>/purify_zoo."""
+    return os.path.join(_RESULTS_DIR.value, "purify_zoo")
 
 
 def main(argv):
     del argv
-    rows = {}
-    if os.path.exists(OUT + ".json"):
-        with open(OUT + ".json") as f:
-            rows = json.load(f)["rows"]
+    rows = _read()
     budget = {"num_images": _NUM_IMAGES.value, "synthesis_steps": _STEPS.value, "epochs": _EPOCHS.value,
               "batch_size": 128, "pgd_steps": 10, "reading": _READING.value,
-              "adversarial_cap": _CAP.value}
+              "adversarial_cap": _CAP.value,
+              "distillation_bn_momentum": distillation.PYTORCH_BN_MOMENTUM}
     for name in _MODELS.value:
         model, attack, x, y, _ = zoo.load_entry(name, _PER_CLASS.value)
         for cr in _CRS.value:
             runs = [("cc", _TAU.value)] + ([("ft_only", math.inf)] if _FT_ONLY.value else [])
             for kind, tau in runs:
-                key = f"{name}/cr{cr}/{kind}/tau{_TAU.value if kind == 'cc' else 'inf'}/{_READING.value}"
-                if _CAP.value is not None:
-                    key += f"/cap{_CAP.value:g}"
+                key = _key(name, cr, kind, tau, budget)
                 if key in rows:
                     continue
                 start = time.time()
                 _, report = purify(model, cr=float(cr), tau_scale=tau, evaluation=(x, y, attack),
-                                   seed=0, verbose=True, **{k: v for k, v in budget.items()})
-                rows[key] = {"evaluation": report["evaluation"], "seconds": report["seconds"],
+                                   seed=0, verbose=True, **{k: v for k, v in budget.items()
+                                                            if k != "distillation_bn_momentum"})
+                rows[key] = {"model": name, "cr": float(cr), "run": kind,
+                             "tau_scale": report["settings"]["tau_scale"], "budget": budget,
+                             "machine": _machine(), "evaluation": report["evaluation"], "seconds": report["seconds"],
                              "params": [report["rewrite"]["params_before"], report["rewrite"]["params_after"]],
                              "scaled": sum(sum(l["scaled"]) for l in report["rewrite"]["layers"]),
                              "synthesis_throughput": report["synthesis"]["image_steps_per_second"],
@@ -70,30 +75,77 @@ def main(argv):
                              "teacher_class_rates_on_adversarial":
                                  report["distillation"]["teacher_class_rates_on_adversarial"],
                              "wall_seconds": round(time.time() - start, 1)}
-                _write(rows, budget)
-    _write(rows, budget)
+                _write(rows)
+    _write(rows)
 
 
-def _write(rows, budget):
-    saving.write_json({"rows": rows, "budget": budget, "eval_per_class": _PER_CLASS.value,
-                       "machine": f"{platform.machine()}, {os.cpu_count()} cores (CPU)"}, OUT + ".json")
+def _key(name, cr, kind, tau, budget):
+    """Row key: model, cr, run, tau, then every budget entry (so budgets never share a row)."""
+    tau = "inf" if math.isinf(tau) else f"{tau:g}"
+    parts = [f"{k}={v}" for k, v in sorted(budget.items())]
+    return "/".join([name, f"cr{float(cr):g}", kind, f"tau{tau}", *parts])
+
+
+def _machine():
+    import keras
+
+    return (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores "
+            f"(CPU), Keras backend {keras.backend.backend()}")
+
+
+def _read():
+    """Finished rows; rows written before rows carried their own budget get the file's."""
+    if not os.path.exists(_out() + ".json"):
+        return {}
+    with open(_out() + ".json") as f:
+        saved = json.load(f)
+    rows = {}
+    for old_key, row in saved["rows"].items():
+        if "budget" not in row:
+            name, cr, kind, tau = old_key.split("/")[:4]
+            row = {"model": name, "cr": float(cr[2:]), "run": kind,
+                   "tau_scale": "inf" if tau == "tauinf" else float(tau[3:]),
+                   # Distillation then kept Keras' default BN momentum.
+                   "budget": dict(saved["budget"], reading=old_key.split("/")[4],
+                                  distillation_bn_momentum=0.99),
+                   "machine": saved["machine"], **row}
+        tau = math.inf if row["tau_scale"] == "inf" else row["tau_scale"]
+        rows[_key(row["model"], row["cr"], row["run"], tau, row["budget"])] = row
+    return rows
+
+
+def _write(rows):
+    saving.write_json({"rows": rows, "eval_per_class": _PER_CLASS.value}, _out() + ".json")
     pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
+    machines = sorted({r["machine"] for r in rows.values()})
     lines = ["# C&C on the zoo (CPU budget)", "",
-             f"Budget: {budget}; evaluation on {_PER_CLASS.value} test images per class. Stages: "
-             "suspect = no defense; scaled = Eq. 5-7 only; compressed = + truncation (Eq. 8); "
-             "purified = + synthesis and BN-only distillation (Eq. 9-10). `ft_only` runs use "
-             "tau_scale = inf (no scaling). Made by `benchmarks/purify_zoo.py` (command in its docstring).", "",
-             "| model | cr | run | stage | ACC % | ASR % | RA % | params | seconds (rewrite/synth/distill) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for key, r in rows.items():
-        name, cr, kind, tau, reading, *cap = key.split("/")
-        reading = ", ".join([reading, *cap])
+             f"Evaluation on {_PER_CLASS.value} test images per class, never seen by "
+             "purification. Stages: suspect = no defense; scaled = Eq. 5-7 only; compressed = + "
+             "truncation (Eq. 8); purified = + synthesis and BN-only distillation (Eq. 9-10). "
+             "`ft_only` runs use tau_scale = inf (no scaling). Budget: reading of Eq. 5, synthetic "
+             "images x synthesis steps, distillation epochs (batch 128, 10 PGD steps) and any "
+             "non-default setting. Made by `benchmarks/purify_zoo.py` (command in its docstring).",
+             "", "Machines: " + "; ".join(f"({i + 1}) {m}" for i, m in enumerate(machines)) + ".", "",
+             "| model | cr | run | tau | budget | stage | ACC % | ASR % | RA % | params | "
+             "seconds (rewrite/synth/distill) | machine |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows.values():
+        b = r["budget"]
+        budget = ", ".join([b["reading"], f"{b['num_images']}x{b['synthesis_steps']}",
+                            f"{b['epochs']} ep"] + [f"{k}={v}" for k, v in sorted(b.items()) if
+                                                   k not in _SHOWN and v is not None])
         s = r["seconds"]
         for stage, ev in r["evaluation"].items():
-            lines.append(f"| {name} | {cr[2:]} | {kind} ({tau}, {reading}) | {stage} | {pct(ev, 'acc')} | "
-                         f"{pct(ev, 'asr')} | {pct(ev, 'ra')} | {r['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
-                         f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)} |")
-    saving.write_text("\n".join(lines) + "\n", OUT + ".md")
+            lines.append(
+                f"| {r['model']} | {r['cr']:g} | {r['run']} | {r['tau_scale']} | {budget} | {stage} | "
+                f"{pct(ev, 'acc')} | {pct(ev, 'asr')} | {pct(ev, 'ra')} | "
+                f"{r['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
+                f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)} | "
+                f"({machines.index(r['machine']) + 1}) |")
+    saving.write_text("\n".join(lines) + "\n", _out() + ".md")
+
+
+_SHOWN = ("reading", "num_images", "synthesis_steps", "epochs", "batch_size", "pgd_steps")
 
 
 if __name__ == "__main__":

@@ -25,14 +25,19 @@ from kcc import saving
 
 import zoo  # benchmarks/zoo.py, beside this script
 
-OUT = os.path.join(zoo.RESULTS, "tau_sweep")
-
 _MODELS = flags.DEFINE_list("models", ["badnets_all2one"], "Zoo entries to sweep.")
 _TAUS = flags.DEFINE_list("taus", ["8", "6", "5", "4", "3", "2.5", "2", "1.5", "1", "0.5"],
                           "tau_scale values.")
 _PER_CLASS = flags.DEFINE_integer("per_class", 200, "Test images per class.")
 _RECAL_PER_CLASS = flags.DEFINE_integer("recal_per_class", 50,
                                         "Training images per class for the BN re-estimation.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS,
+                                   "Folder of tau_sweep.json, .md and .png.")
+
+
+def _out():
+    """Output prefix: <results_dir>/tau_sweep."""
+    return os.path.join(_RESULTS_DIR.value, "tau_sweep")
 
 
 def _point(model, x, y, attack, x_recal):
@@ -49,8 +54,8 @@ def _point(model, x, y, attack, x_recal):
 def main(argv):
     del argv
     results = {}
-    if os.path.exists(OUT + ".json"):
-        with open(OUT + ".json") as f:
+    if os.path.exists(_out() + ".json"):
+        with open(_out() + ".json") as f:
             results = json.load(f)["points"]
     for name in _MODELS.value:
         model, attack, x, y, sidecar = zoo.load_entry(name, _PER_CLASS.value)
@@ -68,8 +73,8 @@ def main(argv):
                 results[key] = {**_point(constrained, x, y, attack, x_recal),
                                 "scaled": sum(sum(l.scaled) for l in report.layers)}
                 print(key, results[key], flush=True)
-                saving.write_json({"points": results, "per_class": _PER_CLASS.value}, OUT + ".json")
-    saving.write_json({"points": results, "per_class": _PER_CLASS.value}, OUT + ".json")
+                saving.write_json({"points": results, "per_class": _PER_CLASS.value}, _out() + ".json")
+    saving.write_json({"points": results, "per_class": _PER_CLASS.value}, _out() + ".json")
     lines = ["# ACC / ASR against tau_scale, scaling only (the paper's Fig. 3)", "",
              "`KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/tau_sweep.py "
              f"--models={','.join(_MODELS.value)} --taus={','.join(_TAUS.value)}` (the JSON keeps the "
@@ -90,7 +95,7 @@ def main(argv):
         lines.append(f"| {name} | {reading} | {tau} | {r.get('scaled', 0)} | {pct(r, 'acc')} | "
                      f"{pct(r, 'asr')} | {pct(r, 'ra')} | {num(r, 'h_clean')} | {num(r, 'h_trigger')} | "
                      f"{pct(recal, 'acc')} | {pct(recal, 'asr')} |")
-    saving.write_text("\n".join(lines) + "\n", OUT + ".md")
+    saving.write_text("\n".join(lines) + "\n", _out() + ".md")
     _plot(results)
 
 
@@ -127,7 +132,7 @@ def _plot(results):
             a.invert_xaxis()
             a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(OUT + ".png", dpi=120)
+    fig.savefig(_out() + ".png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import zoo  # benchmarks/zoo.py, beside this script
 
 ROOT, ZOO = zoo.ROOT, zoo.ZOO
 WORK = os.path.join(ROOT, "benchmarks", "work", "zoo")
-TABLE = os.path.join(zoo.RESULTS, "zoo.md")
 
 # name: (attack or None, mode, dataset, tier). Order = training order.
 # CPU-protocol overrides of attack defaults (the paper settings would take many hours here):
@@ -64,6 +63,7 @@ _EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs per model.")
 _WIDTH = flags.DEFINE_integer("width", 16, "ResNet-18 width.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate (one-cycle).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the sidecars.")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS, "Folder of the table zoo.md.")
 
 
 def _bar(report):
@@ -108,7 +108,7 @@ def write_table():
         *rows,
         "",
     ])
-    saving.write_text(text, TABLE)
+    saving.write_text(text, os.path.join(_RESULTS_DIR.value, "zoo.md"))
 
 
 def write_test_slice(per_class=100, seed=0):
