@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 
 from absl import app
@@ -65,7 +66,8 @@ def main(argv):
                                                             if k != "distillation_bn_momentum"})
                 rows[key] = {"model": name, "cr": float(cr), "run": kind,
                              "tau_scale": report["settings"]["tau_scale"], "budget": budget,
-                             "machine": _machine(), "evaluation": report["evaluation"], "seconds": report["seconds"],
+                             "machine": _machine(), "command": " ".join(sys.argv),
+                             "evaluation": report["evaluation"], "seconds": report["seconds"],
                              "params": [report["rewrite"]["params_before"], report["rewrite"]["params_after"]],
                              "scaled": sum(sum(l["scaled"]) for l in report["rewrite"]["layers"]),
                              "synthesis_throughput": report["synthesis"]["image_steps_per_second"],
