@@ -101,6 +101,8 @@ class Choice:
         tau: tau_scale of full C&C (purify_zoo's `--tau`); fine-tuning only is tau = inf.
         reading: reading of Eq. 5 (`"text"` or `"literal"`).
         adversarial_cap: cap of Eq. 10's adversarial term (None = the paper's, uncapped).
+        distillation_bn_momentum: Keras BN momentum during distillation (0.9 = PyTorch's 0.1,
+            kcc's since session 3; rows made with Keras' 0.99 are not shown by default).
         crs: compression ratios of Table 2's C&C columns.
         table_cr: compression ratio of C&C in Tables 3, 7, 8 and in the GTSRB table.
     """
@@ -108,6 +110,7 @@ class Choice:
     tau: float = 2.0
     reading: str = "text"
     adversarial_cap: float = None
+    distillation_bn_momentum: float = 0.9
     crs: tuple = (2.0, 3.0, 4.0)
     table_cr: float = 2.0
 
@@ -166,7 +169,8 @@ def cc_row(purify, model, cr, kind, choice):
         budget = row["budget"]
         if (row["model"] == model and float(row["cr"]) == float(cr) and row["run"] == kind
                 and row["tau_scale"] == tau and budget["reading"] == choice.reading
-                and budget.get("adversarial_cap") == choice.adversarial_cap):
+                and budget.get("adversarial_cap") == choice.adversarial_cap
+                and budget.get("distillation_bn_momentum") == choice.distillation_bn_momentum):
             found = row
     return found
 
