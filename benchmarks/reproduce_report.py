@@ -225,6 +225,12 @@ def outcome(data, choice, model, how, cr=None):
     return (rows[-1]["suspect"], rows[-1]["defended"]) if rows else None
 
 
+def outcome_cell(data, choice, model, how, reference, cr=None):
+    """kcc's ACC / ASR after `how` on `model` (`outcome`), beside the paper's `reference`."""
+    pair = outcome(data, choice, model, how, cr)
+    return cell(percents(pair[1]) if pair else None, reference)
+
+
 def percents(evaluation, keys=("acc", "asr")):
     """Percentages of `keys` (fractions in the JSONs), or None if any is missing."""
     if not evaluation or any(evaluation.get(k) is None for k in keys):
@@ -426,8 +432,7 @@ def table_2(data, choice):
         model = CIFAR10_ENTRIES[label]
         cells = [label, f"`{model}`"]
         for column, how, cr in columns:
-            pair = outcome(data, choice, model, how, cr)
-            cells.append(cell(percents(pair[1]) if pair else None, reference.get(column)))
+            cells.append(outcome_cell(data, choice, model, how, reference.get(column), cr))
         rows.append(cells)
     return header, rows + _table_2_footer(data, choice, columns)
 
@@ -618,9 +623,8 @@ def table_7(data, choice):
         cells = [label, f"`{original}`, `{adaptive}`"]
         for model, how, column in ((original, "none", "No Defense"), (adaptive, "none", None),
                                    (original, "cc", "Orig. Att."), (adaptive, "cc", "Adap. Att.")):
-            pair = outcome(data, choice, model, how)
-            cells.append(cell(percents(pair[1]) if pair else None,
-                              reference.get(column) if column else None))
+            cells.append(outcome_cell(data, choice, model, how,
+                                      reference.get(column) if column else None))
         rows.append(cells)
     return header, rows
 
@@ -665,8 +669,7 @@ def table_8(data, choice):
         model = CIFAR10_ENTRIES[label]
         cells = [label, f"`{model}`"]
         for column, how in TABLE_8_COLUMNS:
-            pair = outcome(data, choice, model, how)
-            cells.append(cell(percents(pair[1]) if pair else None, reference.get(column)))
+            cells.append(outcome_cell(data, choice, model, how, reference.get(column)))
         rows.append(cells)
     return header, rows
 
@@ -706,8 +709,7 @@ def table_gtsrb(data, choice):
         model = GTSRB_ENTRIES[label]
         cells = [label, f"`{model}`"]
         for how, column in columns:
-            pair = outcome(data, choice, model, how)
-            cells.append(cell(percents(pair[1]) if pair else None, reference.get(column)))
+            cells.append(outcome_cell(data, choice, model, how, reference.get(column)))
         rows.append(cells)
     return header, rows
 
