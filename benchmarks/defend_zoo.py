@@ -163,6 +163,9 @@ def _write(rows):
 
     machine = (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} "
                f"cores (CPU), Keras backend {keras.backend.backend()}")
+    if os.path.exists(_out() + ".json"):  # keep rows another run wrote meanwhile
+        with open(_out() + ".json") as f:
+            rows = {**json.load(f)["rows"], **rows}
     saving.write_json({"rows": rows, "machine": machine}, _out() + ".json")
     pct = lambda r, k: f"{100 * r[k]:.2f}" if r and k in r else "-"  # noqa: E731
     lines = ["# Baseline defenses on the zoo (CPU budget)", "",

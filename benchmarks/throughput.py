@@ -96,7 +96,7 @@ def main(argv):
         "settings": {"images": _IMAGES.value, "synthesis_steps": _SYNTHESIS_STEPS.value,
                      "pgd_steps": _PGD_STEPS.value, "batch_size": _BATCH_SIZE.value,
                      "synthesis_batch_size": _SYNTHESIS_BATCH.value, "repeats": _REPEATS.value},
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores",
     }
     saving.write_json(result, OUT + ".json")
     lines = [
