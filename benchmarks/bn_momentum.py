@@ -11,7 +11,6 @@ Evaluation: 200 test images per class.
         badnets_all2one
 """
 
-import json
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ import keras
 from kcc import distillation
 from kcc import metrics
 from kcc import rewrite
+from kcc import saving
 from kcc import synthesis
 
 import zoo  # benchmarks/zoo.py, beside this script
@@ -42,18 +42,13 @@ def main(name):
     for momentum in (0.9, 0.99):
         student = keras.models.clone_model(compressed)
         student.set_weights(compressed.get_weights())
-        for layer in synthesis.batchnorm_layers(student):
-            layer.momentum = momentum
-        distillation.PYTORCH_BN_MOMENTUM = momentum  # what distill applies during fit
+        distillation.PYTORCH_BN_MOMENTUM = momentum  # the momentum distill trains with
         distillation.distill(model, student, images, labels, epochs=5, verbose=0)
         out[f"momentum {momentum}"] = evaluate(student)
         zoo.reestimate_batchnorm(student, images[:512])
         out[f"momentum {momentum}, BN re-estimated on 512 synthetic images"] = evaluate(student)
         print(out, flush=True)
-    path = os.path.join(zoo.RESULTS, f"bn_momentum_{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(out, f, indent=1)
-    os.replace(path + ".tmp", path)
+    saving.write_json(out, os.path.join(zoo.RESULTS, f"bn_momentum_{name}.json"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ benchmarks/results/defend_zoo.json.
 
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -47,13 +46,7 @@ _ITERATIONS = flags.DEFINE_integer("iterations", 300,
 _EPOCHS = flags.DEFINE_integer("epochs", None,
                                "Epochs, for defenses that take them (default: theirs).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the defender split and the defenses.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS,
-                                   "Folder of defend_zoo.json and .md.")
 
-
-def _out():
-    """Output prefix: <results_dir>/defend_zoo."""
-    return os.path.join(_RESULTS_DIR.value, "defend_zoo")
 
 
 def main(argv):
@@ -62,8 +55,8 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"Unknown methods {unknown}; known: {sorted(DEFENSES)}.")
     rows = {}
-    if os.path.exists(_out() + ".json"):
-        with open(_out() + ".json") as f:
+    if os.path.exists(zoo.output("defend_zoo.json")):
+        with open(zoo.output("defend_zoo.json")) as f:
             rows = json.load(f)["rows"]
     budget = {"iterations": _ITERATIONS.value, "epochs": _EPOCHS.value}
     command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv)
@@ -159,14 +152,11 @@ def _summary(report):
 
 
 def _write(rows):
-    import keras
-
-    machine = (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} "
-               f"cores (CPU), Keras backend {keras.backend.backend()}")
-    if os.path.exists(_out() + ".json"):  # keep rows another run wrote meanwhile
-        with open(_out() + ".json") as f:
+    out, machine = zoo.output("defend_zoo"), zoo.machine()
+    if os.path.exists(out + ".json"):  # keep rows another run wrote meanwhile
+        with open(out + ".json") as f:
             rows = {**json.load(f)["rows"], **rows}
-    saving.write_json({"rows": rows, "machine": machine}, _out() + ".json")
+    saving.write_json({"rows": rows, "machine": machine}, out + ".json")
     pct = lambda r, k: f"{100 * r[k]:.2f}" if r and k in r else "-"  # noqa: E731
     lines = ["# Baseline defenses on the zoo (CPU budget)", "",
              "Defender data: 1% of the training split per class (10% of it held out for "
@@ -183,7 +173,7 @@ def _write(rows):
             f"| {r['model']} | {r['method']} | {budget} | {pct(s, 'acc')} -> {pct(d, 'acc')} | "
             f"{pct(s, 'asr')} -> {pct(d, 'asr')} | {pct(s, 'ra')} -> {pct(d, 'ra')} | "
             f"{format(r['params_after'], ',') if r['params_after'] else '-'} | {r['ratio'] or '-'} | {r['seconds']} |")
-    saving.write_text("\n".join(lines) + "\n", _out() + ".md")
+    saving.write_text("\n".join(lines) + "\n", out + ".md")
 
 
 if __name__ == "__main__":

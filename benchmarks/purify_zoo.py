@@ -13,7 +13,6 @@ seen by purification. Resumable: finished rows are kept in the JSON.
 import json
 import math
 import os
-import platform
 import sys
 import time
 
@@ -36,13 +35,7 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 1024, "Synthetic images (CPU bu
 _STEPS = flags.DEFINE_integer("synthesis_steps", 100, "Synthesis steps (CPU budget).")
 _EPOCHS = flags.DEFINE_integer("epochs", 5, "Distillation epochs.")
 _CAP = flags.DEFINE_float("adversarial_cap", None, "Cap of Eq. 10's adversarial term (None = paper).")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS,
-                                   "Folder of purify_zoo.json and .md.")
 
-
-def _out():
-    """Output prefix: <results_dir>/purify_zoo."""
-    return os.path.join(_RESULTS_DIR.value, "purify_zoo")
 
 
 def main(argv):
@@ -66,7 +59,7 @@ def main(argv):
                                                             if k != "distillation_bn_momentum"})
                 rows[key] = {"model": name, "cr": float(cr), "run": kind,
                              "tau_scale": report["settings"]["tau_scale"], "budget": budget,
-                             "machine": _machine(), "command": " ".join(sys.argv),
+                             "machine": zoo.machine(), "command": " ".join(sys.argv),
                              "evaluation": report["evaluation"], "seconds": report["seconds"],
                              "params": [report["rewrite"]["params_before"], report["rewrite"]["params_after"]],
                              "scaled": sum(sum(l["scaled"]) for l in report["rewrite"]["layers"]),
@@ -88,18 +81,11 @@ def _key(name, cr, kind, tau, budget):
     return "/".join([name, f"cr{float(cr):g}", kind, f"tau{tau}", *parts])
 
 
-def _machine():
-    import keras
-
-    return (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores "
-            f"(CPU), Keras backend {keras.backend.backend()}")
-
-
 def _read():
     """Finished rows; rows written before rows carried their own budget get the file's."""
-    if not os.path.exists(_out() + ".json"):
+    if not os.path.exists(zoo.output("purify_zoo.json")):
         return {}
-    with open(_out() + ".json") as f:
+    with open(zoo.output("purify_zoo.json")) as f:
         saved = json.load(f)
     rows = {}
     for old_key, row in saved["rows"].items():
@@ -117,7 +103,7 @@ def _read():
 
 
 def _write(rows):
-    saving.write_json({"rows": rows, "eval_per_class": _PER_CLASS.value}, _out() + ".json")
+    saving.write_json({"rows": rows, "eval_per_class": _PER_CLASS.value}, zoo.output("purify_zoo.json"))
     pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
     machines = sorted({r["machine"] for r in rows.values()})
     lines = ["# C&C on the zoo (CPU budget)", "",
@@ -144,7 +130,7 @@ def _write(rows):
                 f"{r['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
                 f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)} | "
                 f"({machines.index(r['machine']) + 1}) |")
-    saving.write_text("\n".join(lines) + "\n", _out() + ".md")
+    saving.write_text("\n".join(lines) + "\n", zoo.output("purify_zoo.md"))
 
 
 _SHOWN = ("reading", "num_images", "synthesis_steps", "epochs", "batch_size", "pgd_steps")

@@ -31,13 +31,7 @@ _TAUS = flags.DEFINE_list("taus", ["8", "6", "5", "4", "3", "2.5", "2", "1.5", "
 _PER_CLASS = flags.DEFINE_integer("per_class", 200, "Test images per class.")
 _RECAL_PER_CLASS = flags.DEFINE_integer("recal_per_class", 50,
                                         "Training images per class for the BN re-estimation.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS,
-                                   "Folder of tau_sweep.json, .md and .png.")
 
-
-def _out():
-    """Output prefix: <results_dir>/tau_sweep."""
-    return os.path.join(_RESULTS_DIR.value, "tau_sweep")
 
 
 def _point(model, x, y, attack, x_recal):
@@ -54,8 +48,9 @@ def _point(model, x, y, attack, x_recal):
 def main(argv):
     del argv
     results = {}
-    if os.path.exists(_out() + ".json"):
-        with open(_out() + ".json") as f:
+    out = zoo.output("tau_sweep")
+    if os.path.exists(out + ".json"):
+        with open(out + ".json") as f:
             results = json.load(f)["points"]
     for name in _MODELS.value:
         model, attack, x, y, sidecar = zoo.load_entry(name, _PER_CLASS.value)
@@ -73,8 +68,8 @@ def main(argv):
                 results[key] = {**_point(constrained, x, y, attack, x_recal),
                                 "scaled": sum(sum(l.scaled) for l in report.layers)}
                 print(key, results[key], flush=True)
-                saving.write_json({"points": results, "per_class": _PER_CLASS.value}, _out() + ".json")
-    saving.write_json({"points": results, "per_class": _PER_CLASS.value}, _out() + ".json")
+                saving.write_json({"points": results, "per_class": _PER_CLASS.value}, out + ".json")
+    saving.write_json({"points": results, "per_class": _PER_CLASS.value}, out + ".json")
     lines = ["# ACC / ASR against tau_scale, scaling only (the paper's Fig. 3)", "",
              "`KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/tau_sweep.py "
              f"--models={','.join(_MODELS.value)} --taus={','.join(_TAUS.value)}` (the JSON keeps the "
@@ -95,7 +90,7 @@ def main(argv):
         lines.append(f"| {name} | {reading} | {tau} | {r.get('scaled', 0)} | {pct(r, 'acc')} | "
                      f"{pct(r, 'asr')} | {pct(r, 'ra')} | {num(r, 'h_clean')} | {num(r, 'h_trigger')} | "
                      f"{pct(recal, 'acc')} | {pct(recal, 'asr')} |")
-    saving.write_text("\n".join(lines) + "\n", _out() + ".md")
+    saving.write_text("\n".join(lines) + "\n", out + ".md")
     _plot(results)
 
 
@@ -132,7 +127,7 @@ def _plot(results):
             a.invert_xaxis()
             a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(_out() + ".png", dpi=120)
+    fig.savefig(zoo.output("tau_sweep") + ".png", dpi=120)
 
 
 if __name__ == "__main__":

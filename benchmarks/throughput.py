@@ -17,8 +17,6 @@ each is kept (a busy machine slows runs down, never speeds them up).
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/throughput.py
 """
 
-import os
-import platform
 import sys
 import time
 
@@ -34,7 +32,6 @@ from kcc import training
 
 import zoo  # benchmarks/zoo.py, beside this script
 
-OUT = os.path.join(zoo.RESULTS, "throughput")
 
 _MODEL = flags.DEFINE_string("model", "badnets_all2one", "Zoo entry.")
 _CR = flags.DEFINE_float("cr", 3.0, "Compression ratio of the student.")
@@ -96,21 +93,21 @@ def main(argv):
         "settings": {"images": _IMAGES.value, "synthesis_steps": _SYNTHESIS_STEPS.value,
                      "pgd_steps": _PGD_STEPS.value, "batch_size": _BATCH_SIZE.value,
                      "synthesis_batch_size": _SYNTHESIS_BATCH.value, "repeats": _REPEATS.value},
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores",
+        "machine": zoo.machine(),
     }
-    saving.write_json(result, OUT + ".json")
+    saving.write_json(result, zoo.output("throughput.json"))
     lines = [
         "# Throughput: synthesis and distillation against a training step (purify issue bar: >= 70%)",
         "", f"`KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python {' '.join(sys.argv)}`",
         "", f"Model: {_MODEL.value} compressed at cr {_CR.value:g} ({report.params_after:,} parameters), "
-        f"{keras.backend.backend()} backend, {result['machine']}; best of {_REPEATS.value} interleaved "
+        f"{result['machine']}; best of {_REPEATS.value} interleaved "
         "runs. One pass = forward + backward for one image (see the script's docstring).", "",
         "| stage | image-passes / s | ratio to training | all runs |", "|---|---|---|---|",
     ]
     for k in ("training", "synthesis", "distillation"):
         ratio = result["ratio_to_training"].get(k, 1.0)
         lines.append(f"| {k} | {best[k]:.1f} | {ratio:.2f} | {result['all_runs'][k]} |")
-    saving.write_text("\n".join(lines) + "\n", OUT + ".md")
+    saving.write_text("\n".join(lines) + "\n", zoo.output("throughput.md"))
     print("\n".join(lines))
 
 

@@ -63,7 +63,6 @@ _EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs per model.")
 _WIDTH = flags.DEFINE_integer("width", 16, "ResNet-18 width.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate (one-cycle).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the sidecars.")
-_RESULTS_DIR = flags.DEFINE_string("results_dir", zoo.RESULTS, "Folder of the table zoo.md.")
 
 
 def _bar(report):
@@ -108,7 +107,7 @@ def write_table():
         *rows,
         "",
     ])
-    saving.write_text(text, os.path.join(_RESULTS_DIR.value, "zoo.md"))
+    saving.write_text(text, zoo.output("zoo.md"))
 
 
 def write_test_slice(per_class=100, seed=0):

@@ -1,7 +1,12 @@
-"""Paths of the zoo and loading one entry for a benchmark (model, attack, evaluation slice)."""
+"""What the benchmark scripts share: the zoo's paths, `--results_dir` and the machine they ran on,
+and loading one zoo entry (model, attack, evaluation slice)."""
 
 import json
 import os
+import platform
+
+import keras
+from absl import flags
 
 from kcc import data
 from kcc import evaluation
@@ -10,6 +15,20 @@ from kcc import intake
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = os.path.join(ROOT, "examples", "zoo")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+RESULTS_DIR = flags.DEFINE_string("results_dir", RESULTS,
+                                  "Folder the script writes its results (JSON, tables, figures) to.")
+
+
+def output(name):
+    """`<--results_dir>/<name>`: the prefix a benchmark's result files are written under."""
+    return os.path.join(RESULTS_DIR.value, name)
+
+
+def machine():
+    """What a result was measured on: architecture, cores available of all, Keras backend."""
+    return (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores "
+            f"(CPU), Keras backend {keras.backend.backend()}")
 
 
 def load_entry(name, per_class):
@@ -49,12 +68,7 @@ def reestimate_batchnorm(model, x):
     Diagnostic only: it shows whether a rewrite changed the weights that carry a backdoor or only
     left the stored statistics stale (re-estimation would then bring the backdoor back).
     """
-    from kcc import synthesis
+    from kcc import distillation
 
-    layers = synthesis.batchnorm_layers(model)
-    saved = [l.momentum for l in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer, momentum in zip(layers, saved):
-        layer.momentum = momentum
+    with distillation.batchnorm_momentum(model, 0.0):
+        model(x, training=True)

@@ -22,6 +22,7 @@ would keep two thirds of the suspect's statistics after the 40 steps of a CPU bu
 statistics can hide a backdoor that is still in the weights (`benchmarks/results/cc_findings.md`).
 """
 
+import contextlib
 import math
 
 import keras
@@ -34,6 +35,24 @@ from kcc import metrics
 
 # Keras momentum of PyTorch's default BatchNorm running average (torch momentum 0.1).
 PYTORCH_BN_MOMENTUM = 0.9
+
+
+@contextlib.contextmanager
+def batchnorm_momentum(model, momentum):
+    """Sets the moving-statistics momentum of every BatchNormalization in `model` (nested ones
+    too) for the duration of a `with` block, and restores each layer's own afterwards.
+
+    Keras reads `momentum` when a training call is traced, so enter the block before `fit`.
+    """
+    layers = [l for l in flops.iterate_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    saved = [l.momentum for l in layers]
+    for layer in layers:
+        layer.momentum = momentum
+    try:
+        yield
+    finally:
+        for layer, kept in zip(layers, saved):
+            layer.momentum = kept
 
 
 def freeze_all_but_batchnorm(model):
@@ -223,20 +242,12 @@ def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning
         `target_rates` say which classes the teacher gave the adversarial images).
     """
     freeze_all_but_batchnorm(student)
-    batchnorms = [l for l in flops.iterate_layers(student)
-                  if isinstance(l, keras.layers.BatchNormalization)]
-    saved = [l.momentum for l in batchnorms]
-    for layer in batchnorms:
-        layer.momentum = PYTORCH_BN_MOMENTUM
     keras.utils.set_random_seed(seed)
     distiller = Distiller(student, gamma=gamma, adversarial_cap=adversarial_cap)
     distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
     data = DistillationData(teacher, images, labels, batch_size, seed)
     refresh = RefreshAdversarial(student, data, epsilon, pgd_steps)
-    try:
+    with batchnorm_momentum(student, PYTORCH_BN_MOMENTUM):
         history = distiller.fit(data, epochs=epochs, callbacks=[refresh, *(callbacks or [])],
                                 verbose=verbose)
-    finally:
-        for layer, momentum in zip(batchnorms, saved):
-            layer.momentum = momentum
     return history, refresh
