@@ -163,16 +163,21 @@ def cc_row(purify, model, cr, kind, choice):
     """
     if not purify:
         return None
-    tau = choice.tau if kind == "cc" else "inf"
     found = None
     for row in purify["rows"].values():
-        budget = row["budget"]
         if (row["model"] == model and float(row["cr"]) == float(cr) and row["run"] == kind
-                and row["tau_scale"] == tau and budget["reading"] == choice.reading
-                and budget.get("adversarial_cap") == choice.adversarial_cap
-                and budget.get("distillation_bn_momentum") == choice.distillation_bn_momentum):
+                and _chosen(row, choice)):
             found = row
     return found
+
+
+def _chosen(row, choice):
+    """Whether a purify_zoo row was made with the setting `choice` shows."""
+    budget = row["budget"]
+    return (row["tau_scale"] == (choice.tau if row["run"] == "cc" else "inf")
+            and budget["reading"] == choice.reading
+            and budget.get("adversarial_cap") == choice.adversarial_cap
+            and budget.get("distillation_bn_momentum") == choice.distillation_bn_momentum)
 
 
 def defense_rows(defend, model, method):
@@ -293,12 +298,15 @@ def _models(entries, zoo):
 # ----------------------------------------------------------------------------- provenance
 
 
-def _purify_provenance(data):
+def _purify_provenance(data, choice):
     purify = data["purify"]
     if not purify:
         return f"C&C: {NOT_RUN} (no purify_zoo.json)"
-    budgets = sorted({_budget_text(r["budget"]) for r in purify["rows"].values()})
-    machines = sorted({r["machine"] for r in purify["rows"].values()})
+    rows = [r for r in purify["rows"].values() if _chosen(r, choice)]
+    if not rows:
+        return f"C&C: {NOT_RUN} (no purify_zoo.json row with the chosen setting)"
+    budgets = sorted({_budget_text(r["budget"]) for r in rows})
+    machines = sorted({r["machine"] for r in rows})
     return (f"C&C (purify_zoo.json): {' | '.join(budgets)}; evaluated on "
             f"{purify['eval_per_class']} test images per class; machine: {' | '.join(machines)}")
 
@@ -902,14 +910,14 @@ def _header(sources, choice, commands):
     ]
 
 
-def _provenance_section(data):
+def _provenance_section(data, choice):
     lines = ["## How these numbers were made", ""]
     lines += [f"- {part}." for part in (
         _zoo_provenance(data),
         (f"tau sweep (tau_sweep.json): scaling only, {data['tau_sweep']['per_class']} test "
          "images per class; machine not recorded" if data["tau_sweep"] else
          f"tau sweep: {NOT_RUN}"),
-        _purify_provenance(data),
+        _purify_provenance(data, choice),
         _defend_provenance(data, [how for _, how, _ in TABLE_3_DEFENSES[1:-1]]
                            + ["anp2x", "clp2x"]),
         _tflite_provenance(data),
@@ -997,9 +1005,9 @@ def render(data, sources, choice, commands, figure_paths=None, discussion_text="
     def slot(key):
         return _discussion_slot(discussion, key, source)
 
-    zoo, purify = _zoo_provenance(data), _purify_provenance(data)
+    zoo, purify = _zoo_provenance(data), _purify_provenance(data, choice)
     baselines = [how for _, how, _ in TABLE_3_DEFENSES[1:-1]]
-    lines = _header(sources, choice, commands) + _provenance_section(data) + _zoo_section(data)
+    lines = _header(sources, choice, commands) + _provenance_section(data, choice) + _zoo_section(data)
     lines += _section(
         "Table 2: purification and compression together",
         [("ResNet-18 on CIFAR-10. No defense and the baselines on the full test split, C&C on "

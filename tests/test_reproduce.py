@@ -205,6 +205,8 @@ def test_paper_columns_budgets_and_machines_are_shown(sources):
     assert table_3["CLP"]["BadNet A2A (`badnets_all2all`)"] == "not run (paper 86.67 / 1.88)"
     assert table_3["C&C"]["Average"] == "not run (paper 92.45 / 1.64)"
     assert "num_images=1024, synthesis_steps=100, epochs=5" in text
+    # Only the budgets of the rows shown (text reading) are listed, not the literal-reading row's.
+    assert "reading=text" in text and "reading=literal" not in text
     assert "anp2x: iterations=300, seed=0" in text
     assert "machine: fixture-machine" in text and "machine: fixture-cpu, 2 cores" in text
 
