@@ -48,15 +48,15 @@ _EPOCHS = flags.DEFINE_integer("epochs", None,
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the defender split and the defenses.")
 
 
-
 def main(argv):
     del argv
     unknown = sorted(set(_METHODS.value) - set(DEFENSES))
     if unknown:
         raise app.UsageError(f"Unknown methods {unknown}; known: {sorted(DEFENSES)}.")
     rows = {}
-    if os.path.exists(zoo.output("defend_zoo.json")):
-        with open(zoo.output("defend_zoo.json")) as f:
+    path = zoo.output("defend_zoo.json")
+    if os.path.exists(path):
+        with open(path) as f:
             rows = json.load(f)["rows"]
     budget = {"iterations": _ITERATIONS.value, "epochs": _EPOCHS.value}
     command = " ".join(shlex.quote(a) for a in ["python"] + sys.argv)

@@ -37,7 +37,6 @@ _EPOCHS = flags.DEFINE_integer("epochs", 5, "Distillation epochs.")
 _CAP = flags.DEFINE_float("adversarial_cap", None, "Cap of Eq. 10's adversarial term (None = paper).")
 
 
-
 def main(argv):
     del argv
     rows = _read()
@@ -83,9 +82,10 @@ def _key(name, cr, kind, tau, budget):
 
 def _read():
     """Finished rows; rows written before rows carried their own budget get the file's."""
-    if not os.path.exists(zoo.output("purify_zoo.json")):
+    path = zoo.output("purify_zoo.json")
+    if not os.path.exists(path):
         return {}
-    with open(zoo.output("purify_zoo.json")) as f:
+    with open(path) as f:
         saved = json.load(f)
     rows = {}
     for old_key, row in saved["rows"].items():

@@ -33,7 +33,6 @@ _RECAL_PER_CLASS = flags.DEFINE_integer("recal_per_class", 50,
                                         "Training images per class for the BN re-estimation.")
 
 
-
 def _point(model, x, y, attack, x_recal):
     """Metrics, h_clean / h_trigger, and metrics after BN re-estimation (model is changed)."""
     point = metrics.evaluate(model, x, y, attack)

@@ -65,23 +65,31 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate (o
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rewrite the table from the sidecars.")
 
 
-def _bar(report):
-    """(met, text) for the zoo bar: ACC >= 85 (95 GTSRB), ASR >= 90 all2one / 80 all2all."""
+def _bars(report):
+    """`(acc_bar, asr_bar)` as fractions: ACC >= 0.85 (0.95 on GTSRB); ASR >= 0.90 all-to-one,
+    0.80 all-to-all, None for a clean model."""
     acc_bar = 0.95 if report["dataset"] == "gtsrb" else 0.85
     if report["attack"] is None:
+        return acc_bar, None
+    return acc_bar, 0.80 if report["attack"]["mode"] == "all2all" else 0.90
+
+
+def _bar(report):
+    """(met, text) for the zoo bar of one sidecar."""
+    acc_bar, asr_bar = _bars(report)
+    if asr_bar is None:
         return report["acc"] >= acc_bar, f"ACC >= {acc_bar:.0%}"
-    asr_bar = 0.80 if report["attack"]["mode"] == "all2all" else 0.90
     met = report["acc"] >= acc_bar and report["asr"] >= asr_bar
     return met, f"ACC >= {acc_bar:.0%}, ASR >= {asr_bar:.0%}"
 
 
 def _shortfall(reports):
     """The paragraph under the table: which bars are missed, by how much, and what was tried."""
-    infected = {n: r for n, r in reports.items() if r["attack"] and r["dataset"] == "cifar10"}
-    asr_bar = lambda r: 80 if r["attack"]["mode"] == "all2all" else 90  # noqa: E731
-    acc_gaps = [(n, 85 - 100 * r["acc"]) for n, r in infected.items() if r["acc"] < 0.85]
-    asr_gaps = [(n, asr_bar(r) - 100 * r["asr"]) for n, r in infected.items()
-                if 100 * r["asr"] < asr_bar(r)]
+    infected = {n: r for n, r in reports.items() if r["attack"]}
+    acc_gaps = [(n, 100 * (_bars(r)[0] - r["acc"])) for n, r in infected.items()
+                if r["acc"] < _bars(r)[0]]
+    asr_gaps = [(n, 100 * (_bars(r)[1] - r["asr"])) for n, r in infected.items()
+                if r["asr"] < _bars(r)[1]]
     listed = lambda gaps: ", ".join(f"{n} by {g:.2f}" for n, g in gaps) or "none"  # noqa: E731
     lines = [
         "**Where the bars are missed, and what was tried.** Every model had one budget: 20 epochs",
@@ -89,13 +97,15 @@ def _shortfall(reports):
         "Nothing else was tried: each further model in the zoo was worth more than a longer",
         "schedule for one (an epoch costs 3-5 minutes here); the paper trains width 64 for 100-200",
         "epochs.",
-        f"CIFAR-10 ACC bar missed (points): {listed(acc_gaps)}.",
+        f"ACC bar missed (points): {listed(acc_gaps)}.",
         f"ASR bar missed (points): {listed(asr_gaps)}; chance is 10% for all-to-all and 0% for",
         "all-to-one, so a model missing it still carries a working backdoor.",
     ]
-    if "clean" in reports and infected:
+    same_data = [r for r in infected.values() if "clean" in reports
+                 and r["dataset"] == reports["clean"]["dataset"]]
+    if same_data:
         clean = 100 * reports["clean"]["acc"]
-        worst = clean - min(100 * r["acc"] for r in infected.values())
+        worst = clean - min(100 * r["acc"] for r in same_data)
         lines.append(f"The clean model with the same budget reaches {clean:.2f}%; the infected "
                      f"models train to within {worst:.2f} points of it (one seed each).")
     return "\n".join(lines)
