@@ -56,18 +56,8 @@ def main(argv):
                 _, report = purify(model, cr=float(cr), tau_scale=tau, evaluation=(x, y, attack),
                                    seed=0, verbose=True, **{k: v for k, v in budget.items()
                                                             if k != "distillation_bn_momentum"})
-                rows[key] = {"model": name, "cr": float(cr), "run": kind,
-                             "tau_scale": report["settings"]["tau_scale"], "budget": budget,
-                             "machine": zoo.machine(), "command": " ".join(sys.argv),
-                             "evaluation": report["evaluation"], "seconds": report["seconds"],
-                             "params": [report["rewrite"]["params_before"], report["rewrite"]["params_after"]],
-                             "scaled": sum(sum(l["scaled"]) for l in report["rewrite"]["layers"]),
-                             "synthesis_throughput": report["synthesis"]["image_steps_per_second"],
-                             "distillation_history": report["distillation"]["history"],
-                             "stopped_on_divergence_at_epoch":
-                                 report["distillation"]["stopped_on_divergence_at_epoch"],
-                             "teacher_class_rates_on_adversarial":
-                                 report["distillation"]["teacher_class_rates_on_adversarial"],
+                rows[key] = {"model": name, "cr": float(cr), "run": kind, **zoo.purify_row(report),
+                             "budget": budget, "machine": zoo.machine(), "command": " ".join(sys.argv),
                              "wall_seconds": round(time.time() - start, 1)}
                 _write(rows)
     _write(rows)

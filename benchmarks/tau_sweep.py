@@ -19,7 +19,6 @@ from absl import app
 from absl import flags
 
 from kcc import data
-from kcc import metrics
 from kcc import rewrite
 from kcc import saving
 
@@ -31,17 +30,6 @@ _TAUS = flags.DEFINE_list("taus", ["8", "6", "5", "4", "3", "2.5", "2", "1.5", "
 _PER_CLASS = flags.DEFINE_integer("per_class", 200, "Test images per class.")
 _RECAL_PER_CLASS = flags.DEFINE_integer("recal_per_class", 50,
                                         "Training images per class for the BN re-estimation.")
-
-
-def _point(model, x, y, attack, x_recal):
-    """Metrics, h_clean / h_trigger, and metrics after BN re-estimation (model is changed)."""
-    point = metrics.evaluate(model, x, y, attack)
-    point["h_clean"] = zoo.feature_strength(model, x)
-    if attack is not None:
-        point["h_trigger"] = zoo.feature_strength(model, attack.apply(x))
-    zoo.reestimate_batchnorm(model, x_recal)
-    point["recalibrated"] = metrics.evaluate(model, x, y, attack)
-    return point
 
 
 def main(argv):
@@ -57,14 +45,14 @@ def main(argv):
         x_recal = data.subset(x_train, y_train, per_class=_RECAL_PER_CLASS.value, seed=1)[0]
         key = f"{name}/none/inf"
         if "recalibrated" not in results.get(key, {}):
-            results[key] = _point(rewrite.constrain(model, float("inf"))[0], x, y, attack, x_recal)
+            results[key] = zoo.scaling_point(rewrite.constrain(model, float("inf"))[0], x, y, attack, x_recal)
         for reading in ("text", "literal"):
             for tau in _TAUS.value:
                 key = f"{name}/{reading}/{tau}"
                 if "recalibrated" in results.get(key, {}):
                     continue
                 constrained, report = rewrite.constrain(model, float(tau), reading)
-                results[key] = {**_point(constrained, x, y, attack, x_recal),
+                results[key] = {**zoo.scaling_point(constrained, x, y, attack, x_recal),
                                 "scaled": sum(sum(l.scaled) for l in report.layers)}
                 print(key, results[key], flush=True)
                 saving.write_json({"points": results, "per_class": _PER_CLASS.value}, out + ".json")

@@ -26,9 +26,17 @@ def output(name):
 
 
 def machine():
-    """What a result was measured on: architecture, cores available of all, Keras backend."""
+    """What a result was measured on: the accelerator if the backend uses one (else "CPU"),
+    architecture, cores available of all, Keras backend."""
+    device = "CPU"
+    if keras.backend.backend() == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        if first.platform != "cpu":
+            device = f"{first.device_kind} ({first.platform.upper()})"
     return (f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cores "
-            f"(CPU), Keras backend {keras.backend.backend()}")
+            f"({device}), Keras backend {keras.backend.backend()}")
 
 
 def load_entry(name, per_class):
@@ -72,3 +80,30 @@ def reestimate_batchnorm(model, x):
 
     with distillation.batchnorm_momentum(model, 0.0):
         model(x, training=True)
+
+
+def scaling_point(model, x, y, attack, x_recal):
+    """One point of the paper's Fig. 1 and 3 for a scaled model: metrics, h_clean / h_trigger,
+    and the metrics after BN re-estimation on clean images `x_recal` (`model` is changed)."""
+    from kcc import metrics
+
+    point = metrics.evaluate(model, x, y, attack)
+    point["h_clean"] = feature_strength(model, x)
+    if attack is not None:
+        point["h_trigger"] = feature_strength(model, attack.apply(x))
+    reestimate_batchnorm(model, x_recal)
+    point["recalibrated"] = metrics.evaluate(model, x, y, attack)
+    return point
+
+
+def purify_row(report):
+    """The part of a `kcc.cc.purify` report that the benchmark tables keep."""
+    return {"tau_scale": report["settings"]["tau_scale"], "evaluation": report["evaluation"],
+            "seconds": report["seconds"],
+            "params": [report["rewrite"]["params_before"], report["rewrite"]["params_after"]],
+            "scaled": sum(sum(l["scaled"]) for l in report["rewrite"]["layers"]),
+            "synthesis_throughput": report["synthesis"]["image_steps_per_second"],
+            "distillation_history": report["distillation"]["history"],
+            "stopped_on_divergence_at_epoch": report["distillation"]["stopped_on_divergence_at_epoch"],
+            "teacher_class_rates_on_adversarial":
+                report["distillation"]["teacher_class_rates_on_adversarial"]}
