@@ -161,13 +161,16 @@ def test_gradient_pruning_zeroes_the_filters_it_reports(backdoored, ten_per_clas
     _check_defended(model, before, defended, report, ten_per_class, tmp_path)
     pruning, selected = report["pruning"], report["selected"]
     assert pruning["rounds"] == 2 and len(pruning["history"]) == 3
-    # Within two rounds, pruning by unlearning gradient lowers the validation unlearning loss
-    # (on all three instances of the test model measured, though not always at the first round).
-    assert selected["round"] >= 1
     losses = [h["val_unlearning_loss"] for h in pruning["history"]]
-    assert selected["val_unlearning_loss"] == min(losses) < losses[0]
+    assert selected["val_unlearning_loss"] == min(losses)
     pruned = pruning["pruned_filters"]
     assert pruned == pruning["all_rounds"][:selected["round"]]
+    if selected["round"] == 0:
+        # The fixture is retrained every session (TensorFlow's CPU training is not
+        # bit-reproducible); on 3 of 4 measured instances pruning lowered the validation
+        # unlearning loss within two rounds, on the fourth neither round did.
+        pytest.xfail("no pruning round lowered the validation unlearning loss: nothing to check")
+    assert selected["val_unlearning_loss"] < losses[0]
     for item in pruned:  # the filter and its BN channel are still exactly zero after fine-tuning
         kernel = defended.get_layer(item["layer"]).get_weights()[0]
         gamma, beta = defended.get_layer(item["layer"].replace("_conv", "_bn")).get_weights()[:2]

@@ -1,5 +1,6 @@
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -11,9 +12,12 @@ from tests.test_data import needs_data
 
 @needs_data
 def test_short_training_beats_chance_clearly():
+    # Seeded before the model is built: with an unseeded initialisation this failed about one
+    # run in three (test accuracy 0.47, 0.47 and 0.19 for seeds 0, 1 and 2, on one core).
     x, y = data.load("cifar10", "train")
     x, y, _ = data.subset(x, y, per_class=500, seed=0)
     x_test, y_test = data.load("cifar10", "test")
+    keras.utils.set_random_seed(0)
     model = models.resnet18(width=16)
     training.train(model, x, y, epochs=2, batch_size=128, learning_rate=0.05, verbose=0)
     acc = training.accuracy(model, x_test[:2000], y_test[:2000])
