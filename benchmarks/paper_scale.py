@@ -80,7 +80,7 @@ def main(argv):
             state = json.load(f)
     if _TABLE_ONLY.value:
         return saving.write_text(_table(state), os.path.splitext(state_path)[0] + ".md")
-    state["commands"].append(" ".join(sys.argv))
+    state.setdefault("commands", []).append(" ".join(sys.argv))
     budget = {"num_images": _NUM_IMAGES.value, "synthesis_steps": _STEPS.value, "epochs": 5,
               "batch_size": 128, "pgd_steps": 10, "reading": "text"}
 
