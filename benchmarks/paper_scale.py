@@ -11,26 +11,27 @@ a command cut off at a time limit is resumed by running it again on the same mac
 3. each `--runs` entry `cr:tau` of `kcc.cc.purify` (`tau` = inf is fine-tuning only), started
    only while the previous run's time still fits before `--deadline_s`.
 
-Results (JSON with every measurement, and a markdown table) go to `--results_dir`, rewritten
-after every step; `--state` holds the finished steps and every command that added to them (give
-it the JSON of an earlier call to carry on where it stopped).
+Results go to `--results_dir` as `paper_scale.json` (every measurement, and every command that
+added to it) and `paper_scale.md`, rewritten after every step. The JSON is also what a later call
+carries on from: put the last call's JSON in `--results_dir` first. Trained models live in
+`--work_dir` on the machine that trained them; a call that finds results for a model but not the
+model itself stops rather than mix two models' results.
 
 A device call carries at most 64 MiB, less than the CIFAR-10 archive; `--pack_to` writes one
 that fits (every training image, `--test_per_class` test images per class, seed 0):
 
     KCC_DATA_DIR=../shared/datasets python benchmarks/paper_scale.py --pack_to=.gpudata
-    # on the accelerator, repeated until every step is done:
-    KCC_DATA_DIR=.gpudata KERAS_BACKEND=jax python benchmarks/paper_scale.py \\
-        --results_dir=$OUT --state=.gpudata/paper_scale.json
-    # here, from the last call's JSON:
-    python benchmarks/paper_scale.py --table_only --state=benchmarks/results/paper_scale.json
+    # on the accelerator, repeated until every step is done (.gpudata/ holds the last JSON):
+    cp .gpudata/paper_scale.json $OUT/; KCC_DATA_DIR=.gpudata KERAS_BACKEND=jax \\
+        python benchmarks/paper_scale.py --results_dir=$OUT
+    # here, once the last call's JSON is in benchmarks/results/:
+    python benchmarks/paper_scale.py --table_only
 """
 
 import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 import zipfile
@@ -60,11 +61,10 @@ _RECAL_PER_CLASS = flags.DEFINE_integer("recal_per_class", 50,
                                         "Training images per class for the BN re-estimation.")
 _WORK_DIR = flags.DEFINE_string("work_dir", os.path.join(zoo.ROOT, "benchmarks", "work", "paper_scale"),
                                 "Trained models and checkpoints.")
-_STATE = flags.DEFINE_string("state", None, "JSON of finished steps (default: in --work_dir).")
 _DEADLINE = flags.DEFINE_float("deadline_s", 540, "Start no purify run that would end after this.")
 _PACK_TO = flags.DEFINE_string("pack_to", None, "Only write a carry-sized cifar10.zip there.")
 _TEST_PER_CLASS = flags.DEFINE_integer("test_per_class", 500, "Test images per class in --pack_to.")
-_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only render --state as markdown beside it.")
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only render the JSON in --results_dir.")
 
 
 def main(argv):
@@ -73,22 +73,19 @@ def main(argv):
         return _pack(_PACK_TO.value, _TEST_PER_CLASS.value)
     begin = time.time()
     os.makedirs(_WORK_DIR.value, exist_ok=True)
-    state_path = _STATE.value or os.path.join(_WORK_DIR.value, "paper_scale.json")
-    state = {"models": {}, "commands": []}
-    if os.path.exists(state_path):
-        with open(state_path) as f:
+    state = {}
+    if os.path.exists(zoo.output("paper_scale.json")):
+        with open(zoo.output("paper_scale.json")) as f:
             state = json.load(f)
     if _TABLE_ONLY.value:
-        return saving.write_text(_table(state), os.path.splitext(state_path)[0] + ".md")
+        return saving.write_text(_table(state), zoo.output("paper_scale.md"))
     state.setdefault("commands", []).append(" ".join(sys.argv))
     budget = {"num_images": _NUM_IMAGES.value, "synthesis_steps": _STEPS.value, "epochs": 5,
               "batch_size": 128, "pgd_steps": 10, "reading": "text"}
 
     def save():
         state.update(machine=zoo.machine(), budget=budget, test_images=len(y))
-        saving.write_json(state, state_path)
-        if os.path.abspath(zoo.output("paper_scale.json")) != os.path.abspath(state_path):
-            shutil.copyfile(state_path, zoo.output("paper_scale.json"))
+        saving.write_json(state, zoo.output("paper_scale.json"))
         saving.write_text(_table(state), zoo.output("paper_scale.md"))
 
     x, y = data.load("cifar10", "test")
@@ -96,7 +93,7 @@ def main(argv):
     x_recal = data.subset(x_train, y_train, per_class=_RECAL_PER_CLASS.value, seed=1)[0]
     last_purify = 0.0
     for name in _MODELS.value:
-        entry = state["models"].setdefault(name, {"sweep": {}, "purify": {}})
+        entry = state.setdefault("models", {}).setdefault(name, {"sweep": {}, "purify": {}})
         model, attack = _trained(name, entry)
         save()
         for reading in ("text", "literal"):
@@ -112,6 +109,9 @@ def main(argv):
             cr, tau = (float(v) for v in run.split(":"))
             key = f"cr{cr:g}/tau{tau:g}"
             if key in entry["purify"]:
+                if entry["purify"][key].get("budget", budget) != budget:
+                    raise app.UsageError(f"{name} {key} was run with the budget "
+                                         f"{entry['purify'][key]['budget']}, not {budget}.")
                 continue
             if time.time() - begin + last_purify > _DEADLINE.value:
                 print(f"{name} {key}: not started, the last run took {last_purify:.0f} s and "
@@ -122,7 +122,8 @@ def main(argv):
                                **budget)
             last_purify = time.time() - start
             entry["purify"][key] = {"cr": cr, "run": "ft_only" if math.isinf(tau) else "cc",
-                                    **zoo.purify_row(report), "wall_seconds": round(last_purify, 1)}
+                                    **zoo.purify_row(report), "budget": budget,
+                                    "wall_seconds": round(last_purify, 1)}
             save()
 
 
@@ -151,6 +152,15 @@ def _trained(name, entry):
     attack_name, mode = name.rsplit("_", 1)
     attack = attacks.get(attack_name, mode=mode, num_classes=10)
     path = os.path.join(_WORK_DIR.value, f"{name}.keras")
+    trained = entry.get("train", {})
+    if (trained.get("width"), trained.get("epochs")) not in ((None, None), (_WIDTH.value, _EPOCHS.value)):
+        raise app.UsageError(f"{name} in the results was trained at width {trained['width']} for "
+                             f"{trained['epochs']} epochs, not --width={_WIDTH.value} "
+                             f"--epochs={_EPOCHS.value}; use another --results_dir.")
+    if not os.path.exists(path) and (entry["sweep"] or entry["purify"]):
+        raise app.UsageError(f"The results hold measurements of {name}, but its model is not in "
+                             f"{_WORK_DIR.value} (a fresh machine?); retraining would mix two "
+                             "models. Use another --results_dir, or remove the entry.")
     if not os.path.exists(path):
         model, report = attacks.infect(attack, "resnet18", "cifar10", _WIDTH.value, _EPOCHS.value,
                                        schedule="onecycle", verbose=2,

@@ -6,6 +6,7 @@ import sys
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -56,3 +57,18 @@ def test_table_shows_every_stage_and_sweep_point():
     assert "| cc | 2 | 4.0 | purified | 50.00 | 25.00 | 12.50 | 50 |" in table
     assert "| text | 4 | 3 | 60.00 | 10.00 | 0.300 | 0.400 | 99.00 |" in table
     assert "ACC 90.00, ASR 80.00" in table
+
+
+def test_refuses_to_mix_results_of_two_models(tmp_path):
+    from absl import app
+    from absl import flags
+    from absl.testing import flagsaver
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    measured = {"sweep": {"text/4": {}}, "purify": {}}
+    with flagsaver.flagsaver(work_dir=str(tmp_path), width=64, epochs=20):
+        with pytest.raises(app.UsageError, match="retraining would mix two models"):
+            paper_scale._trained("badnets_all2one", measured)  # no model in work_dir
+        with pytest.raises(app.UsageError, match="trained at width 16"):
+            paper_scale._trained("badnets_all2one", {**measured, "train": {"width": 16, "epochs": 20}})
