@@ -57,7 +57,8 @@ def main(argv):
                                    seed=0, verbose=True, **{k: v for k, v in budget.items()
                                                             if k != "distillation_bn_momentum"})
                 rows[key] = {"model": name, "cr": float(cr), "run": kind, **zoo.purify_row(report),
-                             "budget": budget, "machine": zoo.machine(), "command": " ".join(sys.argv),
+                             "budget": budget, "eval_per_class": _PER_CLASS.value,
+                             "machine": zoo.machine(), "command": " ".join(sys.argv),
                              "wall_seconds": round(time.time() - start, 1)}
                 _write(rows)
     _write(rows)
@@ -71,7 +72,8 @@ def _key(name, cr, kind, tau, budget):
 
 
 def _read():
-    """Finished rows; rows written before rows carried their own budget get the file's."""
+    """Finished rows; rows written before rows carried their own budget or evaluation size get
+    the file's."""
     path = zoo.output("purify_zoo.json")
     if not os.path.exists(path):
         return {}
@@ -87,6 +89,7 @@ def _read():
                    "budget": dict(saved["budget"], reading=old_key.split("/")[4],
                                   distillation_bn_momentum=0.99),
                    "machine": saved["machine"], **row}
+        row.setdefault("eval_per_class", saved["eval_per_class"])
         tau = math.inf if row["tau_scale"] == "inf" else row["tau_scale"]
         rows[_key(row["model"], row["cr"], row["run"], tau, row["budget"])] = row
     return rows
@@ -97,8 +100,9 @@ def _write(rows):
     pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
     machines = sorted({r["machine"] for r in rows.values()})
     lines = ["# C&C on the zoo (CPU budget)", "",
-             f"Evaluation on {_PER_CLASS.value} test images per class, never seen by "
-             "purification. Stages: suspect = no defense; scaled = Eq. 5-7 only; compressed = + "
+             "Evaluation on a class-balanced slice of the test split, never seen by purification: "
+             f"{_PER_CLASS.value} images per class unless the budget column names another "
+             "`eval_per_class`. Stages: suspect = no defense; scaled = Eq. 5-7 only; compressed = + "
              "truncation (Eq. 8); purified = + synthesis and BN-only distillation (Eq. 9-10). "
              "`ft_only` runs use tau_scale = inf (no scaling). Budget: reading of Eq. 5, synthetic "
              "images x synthesis steps, distillation epochs (batch 128, 10 PGD steps) and any "
@@ -111,7 +115,9 @@ def _write(rows):
         b = r["budget"]
         budget = ", ".join([b["reading"], f"{b['num_images']}x{b['synthesis_steps']}",
                             f"{b['epochs']} ep"] + [f"{k}={v}" for k, v in sorted(b.items()) if
-                                                   k not in _SHOWN and v is not None])
+                                                   k not in _SHOWN and v is not None]
+                           + ([f"eval_per_class={r['eval_per_class']}"]
+                              if r["eval_per_class"] != _PER_CLASS.value else []))
         s = r["seconds"]
         for stage, ev in r["evaluation"].items():
             lines.append(

@@ -307,8 +307,14 @@ def _purify_provenance(data, choice):
         return f"C&C: {NOT_RUN} (no purify_zoo.json row with the chosen setting)"
     budgets = sorted({_budget_text(r["budget"]) for r in rows})
     machines = sorted({r["machine"] for r in rows})
-    return (f"C&C (purify_zoo.json): {' | '.join(budgets)}; evaluated on "
-            f"{purify['eval_per_class']} test images per class; machine: {' | '.join(machines)}")
+    sizes = {}  # rows written before rows kept their own evaluation size used the file's
+    for r in rows:
+        sizes.setdefault(r.get("eval_per_class", purify["eval_per_class"]), []).append(r["model"])
+    evaluated = (f"{next(iter(sizes))} test images per class" if len(sizes) == 1 else
+                 "; ".join(f"{n} test images per class for {', '.join(sorted(set(m)))}"
+                           for n, m in sorted(sizes.items(), reverse=True)))
+    return (f"C&C (purify_zoo.json): {' | '.join(budgets)}; evaluated on {evaluated}; "
+            f"machine: {' | '.join(machines)}")
 
 
 def _defend_provenance(data, methods):

@@ -4,6 +4,7 @@ benchmarks/reproduce.py --quick directs every output to its own folder."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -268,3 +269,15 @@ def test_quick_dry_run_writes_only_under_its_folder(tmp_path):
     assert "benchmarks/results" not in proc.stdout and "tflite/results" not in proc.stdout
     assert "--table_only" in lines[0] and "--epochs=1" in lines[2]
     assert not os.path.exists(quick)
+
+
+def test_rows_with_their_own_evaluation_size_are_named(sources):
+    assert "evaluated on 200 test images per class;" in _render(sources)
+    path = pathlib.Path(sources.results_dir, "purify_zoo.json")
+    with open(path) as f:
+        purify = json.load(f)
+    purify["rows"]["adaptive_badnets_all2one/cr2/cc/tau2.0/text"]["eval_per_class"] = 60
+    _write(path, purify)
+    text = _render(sources)
+    assert ("evaluated on 200 test images per class for badnets_all2one; 60 test images per class "
+            "for adaptive_badnets_all2one;") in text
