@@ -355,8 +355,12 @@ def _zoo_provenance(data):
     if not trained:
         return f"no defense: {NOT_RUN} (no zoo sidecar)"
     shapes = ", ".join(f"width {w}, {e} epochs" for w, e in trained)
-    return (f"no defense: the zoo sidecars (ResNet-18 {shapes}; full test split; machine not "
-            "recorded in the sidecars)")
+    machines = {}  # sidecars older than session 5 do not record one
+    for name, sidecar in data["zoo"].items():
+        machines.setdefault(sidecar.get("machine", "not recorded"), []).append(name)
+    where = (next(iter(machines)) if len(machines) == 1 else
+             "; ".join(f"{m} for {', '.join(sorted(n))}" for m, n in sorted(machines.items())))
+    return f"no defense: the zoo sidecars (ResNet-18 {shapes}; full test split; machine: {where})"
 
 
 def _provenance_line(parts):

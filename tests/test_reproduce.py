@@ -210,6 +210,7 @@ def test_paper_columns_budgets_and_machines_are_shown(sources):
     assert "reading=text" in text and "reading=literal" not in text
     assert "anp2x: iterations=300, seed=0" in text
     assert "machine: fixture-machine" in text and "machine: fixture-cpu, 2 cores" in text
+    assert "full test split; machine: not recorded)" in text  # the fixture sidecars name none
 
 
 def test_generated_sentences_state_the_bar(sources):
