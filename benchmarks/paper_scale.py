@@ -42,7 +42,6 @@ from absl import flags
 from kcc import attacks
 from kcc import data
 from kcc import intake
-from kcc import rewrite
 from kcc import saving
 from kcc.cc import purify
 
@@ -100,9 +99,8 @@ def main(argv):
             for tau in _TAUS.value:
                 key = f"{reading}/{tau}"
                 if key not in entry["sweep"]:
-                    constrained, report = rewrite.constrain(model, float(tau), reading)
-                    entry["sweep"][key] = {**zoo.scaling_point(constrained, x, y, attack, x_recal),
-                                           "scaled": sum(sum(l.scaled) for l in report.layers)}
+                    entry["sweep"][key] = zoo.scaling_point(model, float(tau), reading, x, y,
+                                                            attack, x_recal)
                     print(name, key, entry["sweep"][key], flush=True)
                     save()
         for run in _RUNS.value:
@@ -193,12 +191,9 @@ def _table(state):
                   "| run | cr | tau | stage | ACC % | ASR % | RA % | params | "
                   "seconds (rewrite/synth/distill) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in entry["purify"].values():
-            s = r["seconds"]
-            for stage, ev in r["evaluation"].items():
+            for stage in r["evaluation"]:
                 lines.append(f"| {r['run']} | {r['cr']:g} | {r['tau_scale']} | {stage} | "
-                             f"{pct(ev, 'acc')} | {pct(ev, 'asr')} | {pct(ev, 'ra')} | "
-                             f"{r['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
-                             f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)} |")
+                             f"{zoo.stage_cells(r, stage)} |")
         lines += ["", "Scaling only (Fig. 3; h = mean last-block activation, Fig. 1):", "",
                   "| reading | tau | components scaled | ACC % | ASR % | h_clean | h_trigger | "
                   "ASR % after BN re-estimation |", "|---|---|---|---|---|---|---|---|"]

@@ -97,7 +97,6 @@ def _read():
 
 def _write(rows):
     saving.write_json({"rows": rows, "eval_per_class": _PER_CLASS.value}, zoo.output("purify_zoo.json"))
-    pct = lambda r, k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
     machines = sorted({r["machine"] for r in rows.values()})
     lines = ["# C&C on the zoo (CPU budget)", "",
              "Evaluation on a class-balanced slice of the test split, never seen by purification: "
@@ -118,14 +117,10 @@ def _write(rows):
                                                    k not in _SHOWN and v is not None]
                            + ([f"eval_per_class={r['eval_per_class']}"]
                               if r["eval_per_class"] != _PER_CLASS.value else []))
-        s = r["seconds"]
-        for stage, ev in r["evaluation"].items():
+        for stage in r["evaluation"]:
             lines.append(
                 f"| {r['model']} | {r['cr']:g} | {r['run']} | {r['tau_scale']} | {budget} | {stage} | "
-                f"{pct(ev, 'acc')} | {pct(ev, 'asr')} | {pct(ev, 'ra')} | "
-                f"{r['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
-                f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)} | "
-                f"({machines.index(r['machine']) + 1}) |")
+                f"{zoo.stage_cells(r, stage)} | ({machines.index(r['machine']) + 1}) |")
     saving.write_text("\n".join(lines) + "\n", zoo.output("purify_zoo.md"))
 
 

@@ -19,7 +19,6 @@ from absl import app
 from absl import flags
 
 from kcc import data
-from kcc import rewrite
 from kcc import saving
 
 import zoo  # benchmarks/zoo.py, beside this script
@@ -45,15 +44,13 @@ def main(argv):
         x_recal = data.subset(x_train, y_train, per_class=_RECAL_PER_CLASS.value, seed=1)[0]
         key = f"{name}/none/inf"
         if "recalibrated" not in results.get(key, {}):
-            results[key] = zoo.scaling_point(rewrite.constrain(model, float("inf"))[0], x, y, attack, x_recal)
+            results[key] = zoo.scaling_point(model, float("inf"), "text", x, y, attack, x_recal)
         for reading in ("text", "literal"):
             for tau in _TAUS.value:
                 key = f"{name}/{reading}/{tau}"
                 if "recalibrated" in results.get(key, {}):
                     continue
-                constrained, report = rewrite.constrain(model, float(tau), reading)
-                results[key] = {**zoo.scaling_point(constrained, x, y, attack, x_recal),
-                                "scaled": sum(sum(l.scaled) for l in report.layers)}
+                results[key] = zoo.scaling_point(model, float(tau), reading, x, y, attack, x_recal)
                 print(key, results[key], flush=True)
                 saving.write_json({"points": results, "per_class": _PER_CLASS.value}, out + ".json")
     saving.write_json({"points": results, "per_class": _PER_CLASS.value}, out + ".json")

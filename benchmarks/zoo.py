@@ -82,17 +82,21 @@ def reestimate_batchnorm(model, x):
         model(x, training=True)
 
 
-def scaling_point(model, x, y, attack, x_recal):
-    """One point of the paper's Fig. 1 and 3 for a scaled model: metrics, h_clean / h_trigger,
-    and the metrics after BN re-estimation on clean images `x_recal` (`model` is changed)."""
+def scaling_point(model, tau_scale, reading, x, y, attack, x_recal):
+    """One point of the paper's Fig. 1 and 3: `model` scaled at `tau_scale` (Eq. 5-7, `reading`);
+    its metrics, h_clean / h_trigger, the rank components scaled, and the metrics after BN
+    re-estimation on clean images `x_recal`. `model` itself is not changed."""
     from kcc import metrics
+    from kcc import rewrite
 
-    point = metrics.evaluate(model, x, y, attack)
-    point["h_clean"] = feature_strength(model, x)
+    scaled, report = rewrite.constrain(model, tau_scale, reading)
+    point = metrics.evaluate(scaled, x, y, attack)
+    point["h_clean"] = feature_strength(scaled, x)
     if attack is not None:
-        point["h_trigger"] = feature_strength(model, attack.apply(x))
-    reestimate_batchnorm(model, x_recal)
-    point["recalibrated"] = metrics.evaluate(model, x, y, attack)
+        point["h_trigger"] = feature_strength(scaled, attack.apply(x))
+    reestimate_batchnorm(scaled, x_recal)
+    point["recalibrated"] = metrics.evaluate(scaled, x, y, attack)
+    point["scaled"] = sum(sum(layer.scaled) for layer in report.layers)
     return point
 
 
@@ -107,3 +111,13 @@ def purify_row(report):
             "stopped_on_divergence_at_epoch": report["distillation"]["stopped_on_divergence_at_epoch"],
             "teacher_class_rates_on_adversarial":
                 report["distillation"]["teacher_class_rates_on_adversarial"]}
+
+
+def stage_cells(row, stage):
+    """`ACC % | ASR % | RA % | params | seconds (rewrite/synth/distill)` of one stage of a
+    `purify_row`, for the benchmark tables."""
+    ev, s = row["evaluation"][stage], row["seconds"]
+    pct = lambda k: f"{100 * ev[k]:.2f}" if k in ev else "-"  # noqa: E731
+    return (f"{pct('acc')} | {pct('asr')} | {pct('ra')} | "
+            f"{row['params'][0 if stage in ('suspect', 'scaled') else 1]:,} | "
+            f"{s.get('rewrite', 0)}/{s.get('synthesis', 0)}/{s.get('distillation', 0)}")

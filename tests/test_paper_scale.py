@@ -64,11 +64,16 @@ def test_refuses_to_mix_results_of_two_models(tmp_path):
     from absl import flags
     from absl.testing import flagsaver
 
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.mark_as_parsed()  # flag defaults, without parsing this process's argv
     measured = {"sweep": {"text/4": {}}, "purify": {}}
-    with flagsaver.flagsaver(work_dir=str(tmp_path), width=64, epochs=20):
-        with pytest.raises(app.UsageError, match="retraining would mix two models"):
-            paper_scale._trained("badnets_all2one", measured)  # no model in work_dir
-        with pytest.raises(app.UsageError, match="trained at width 16"):
-            paper_scale._trained("badnets_all2one", {**measured, "train": {"width": 16, "epochs": 20}})
+    try:
+        with flagsaver.flagsaver(work_dir=str(tmp_path), width=64, epochs=20):
+            with pytest.raises(app.UsageError, match="retraining would mix two models"):
+                paper_scale._trained("badnets_all2one", measured)  # no model in work_dir
+            with pytest.raises(app.UsageError, match="trained at width 16"):
+                paper_scale._trained("badnets_all2one",
+                                     {**measured, "train": {"width": 16, "epochs": 20}})
+    finally:
+        if not was_parsed:
+            flags.FLAGS.unparse_flags()
