@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -45,22 +46,24 @@ def main(argv):
               "adversarial_cap": _CAP.value,
               "distillation_bn_momentum": distillation.PYTORCH_BN_MOMENTUM}
     for name in _MODELS.value:
+        runs = [("cc", _TAU.value)] + ([("ft_only", math.inf)] if _FT_ONLY.value else [])
+        missing = [(cr, kind, tau) for cr in _CRS.value for kind, tau in runs
+                   if _key(name, cr, kind, tau, budget) not in rows]
+        if not missing:
+            continue
         model, attack, x, y, _ = zoo.load_entry(name, _PER_CLASS.value)
-        for cr in _CRS.value:
-            runs = [("cc", _TAU.value)] + ([("ft_only", math.inf)] if _FT_ONLY.value else [])
-            for kind, tau in runs:
-                key = _key(name, cr, kind, tau, budget)
-                if key in rows:
-                    continue
-                start = time.time()
-                _, report = purify(model, cr=float(cr), tau_scale=tau, evaluation=(x, y, attack),
-                                   seed=0, verbose=True, **{k: v for k, v in budget.items()
-                                                            if k != "distillation_bn_momentum"})
-                rows[key] = {"model": name, "cr": float(cr), "run": kind, **zoo.purify_row(report),
-                             "budget": budget, "eval_per_class": _PER_CLASS.value,
-                             "machine": zoo.machine(), "command": " ".join(sys.argv),
-                             "wall_seconds": round(time.time() - start, 1)}
-                _write(rows)
+        per_class = len(y) // len(np.unique(y))
+        for cr, kind, tau in missing:
+            key = _key(name, cr, kind, tau, budget)
+            start = time.time()
+            _, report = purify(model, cr=float(cr), tau_scale=tau, evaluation=(x, y, attack),
+                               seed=0, verbose=True, **{k: v for k, v in budget.items()
+                                                        if k != "distillation_bn_momentum"})
+            rows[key] = {"model": name, "cr": float(cr), "run": kind, **zoo.purify_row(report),
+                         "budget": budget, "eval_per_class": per_class,
+                         "machine": zoo.machine(), "command": " ".join(sys.argv),
+                         "wall_seconds": round(time.time() - start, 1)}
+            _write(rows)
     _write(rows)
 
 

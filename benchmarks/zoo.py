@@ -6,6 +6,7 @@ import os
 import platform
 
 import keras
+import numpy as np
 from absl import flags
 
 from kcc import data
@@ -44,7 +45,8 @@ def load_entry(name, per_class):
 
     Returns:
         `(model, attack or None, x, y, sidecar)`; `(x, y)` is a class-balanced slice of the test
-        split with `per_class` images per class (seed 0).
+        split with `per_class` images per class (seed 0), or as many as its smallest class has
+        where that is fewer (GTSRB: 60); `len(y) // num_classes` says which.
     """
     path = os.path.join(ZOO, f"{name}.keras")
     with open(os.path.join(ZOO, f"{name}.json")) as f:
@@ -52,16 +54,13 @@ def load_entry(name, per_class):
     model = intake.load_suspect(path)
     attack = evaluation.attack_for(path, int(model.outputs[0].shape[-1]))
     x, y = data.load(sidecar["dataset"], "test")
-    x, y, _ = data.subset(x, y, per_class=per_class, seed=0)
+    x, y, _ = data.subset(x, y, per_class=min(per_class, np.bincount(y).min()), seed=0)
     return model, attack, x, y, sidecar
 
 
 def feature_strength(model, x, batch_size=500):
     """Mean activation of the last conv block on images `x` (the paper's Fig. 1, h): the
     feature map the classifier's global pooling reads."""
-    import keras
-    import numpy as np
-
     from kcc.defenses import fp
 
     pool, _ = fp.classifier_head(model)

@@ -282,3 +282,21 @@ def test_rows_with_their_own_evaluation_size_are_named(sources):
     text = _render(sources)
     assert ("evaluated on 200 test images per class for badnets_all2one; 60 test images per class "
             "for adaptive_badnets_all2one;") in text
+
+
+def test_zoo_test_slice_shrinks_to_the_smallest_class(monkeypatch):
+    # GTSRB's smallest test class has 60 images, so purify_zoo's default of 200 per class must
+    # give way to it instead of stopping the reproduce run.
+    import numpy as np
+    import zoo  # benchmarks/zoo.py
+
+    y = np.repeat(np.arange(43), 5)
+    y[:2] = 1  # class 0 keeps 3 images
+    x = np.zeros((len(y), 32, 32, 3), "float32")
+    monkeypatch.setattr(zoo.data, "load", lambda name, split: (x, y))
+    _, _, x_slice, y_slice, sidecar = zoo.load_entry("gtsrb_badnets_all2one", per_class=200)
+    assert sidecar["dataset"] == "gtsrb"
+    assert np.bincount(y_slice).tolist() == [3] * 43
+    assert len(x_slice) == 3 * 43
+    _, _, _, y_slice, _ = zoo.load_entry("gtsrb_badnets_all2one", per_class=2)
+    assert np.bincount(y_slice).tolist() == [2] * 43
