@@ -15,6 +15,7 @@ Resumable: finished (model, reading, tau) points are kept in the JSON.
 import json
 import os
 
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -40,6 +41,10 @@ def main(argv):
             results = json.load(f)["points"]
     for name in _MODELS.value:
         model, attack, x, y, sidecar = zoo.load_entry(name, _PER_CLASS.value)
+        if len(y) != _PER_CLASS.value * len(np.unique(y)):
+            raise app.UsageError(f"{name}: its smallest test class has {len(y) // len(np.unique(y))} "
+                                 f"images, fewer than --per_class={_PER_CLASS.value}, and "
+                                 "tau_sweep.json keeps one evaluation size for all its models.")
         x_train, y_train = data.load(sidecar["dataset"], "train")
         x_recal = data.subset(x_train, y_train, per_class=_RECAL_PER_CLASS.value, seed=1)[0]
         key = f"{name}/none/inf"
