@@ -40,11 +40,15 @@ def main(argv):
         with open(out + ".json") as f:
             results = json.load(f)["points"]
     for name in _MODELS.value:
+        with open(os.path.join(zoo.ZOO, f"{name}.json")) as f:
+            labels = data.load(json.load(f)["dataset"], "test")[1]
+        smallest = np.unique(labels, return_counts=True)[1].min()
+        if smallest < _PER_CLASS.value:
+            raise app.UsageError(f"{name}: its smallest test class has {smallest} images, fewer "
+                                 f"than --per_class={_PER_CLASS.value}, and tau_sweep.json keeps "
+                                 "one evaluation size for all its models.")
+    for name in _MODELS.value:
         model, attack, x, y, sidecar = zoo.load_entry(name, _PER_CLASS.value)
-        if len(y) != _PER_CLASS.value * len(np.unique(y)):
-            raise app.UsageError(f"{name}: its smallest test class has {len(y) // len(np.unique(y))} "
-                                 f"images, fewer than --per_class={_PER_CLASS.value}, and "
-                                 "tau_sweep.json keeps one evaluation size for all its models.")
         x_train, y_train = data.load(sidecar["dataset"], "train")
         x_recal = data.subset(x_train, y_train, per_class=_RECAL_PER_CLASS.value, seed=1)[0]
         key = f"{name}/none/inf"

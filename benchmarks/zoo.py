@@ -54,7 +54,8 @@ def load_entry(name, per_class):
     model = intake.load_suspect(path)
     attack = evaluation.attack_for(path, int(model.outputs[0].shape[-1]))
     x, y = data.load(sidecar["dataset"], "test")
-    x, y, _ = data.subset(x, y, per_class=min(per_class, np.bincount(y).min()), seed=0)
+    smallest = np.unique(y, return_counts=True)[1].min()
+    x, y, _ = data.subset(x, y, per_class=min(per_class, smallest), seed=0)
     return model, attack, x, y, sidecar
 
 

@@ -1,12 +1,14 @@
 """The reproduction report (benchmarks/reproduce_report.py) renders from JSON fixtures alone:
 numbers land in their cells beside the paper's, missing runs read "not run", and
-benchmarks/reproduce.py --quick directs every output to its own folder."""
+benchmarks/reproduce.py --quick directs every output to its own folder; the zoo's test slice
+fits datasets whose smallest class is small (GTSRB)."""
 
 import json
 import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -294,6 +296,9 @@ def test_zoo_test_slice_shrinks_to_the_smallest_class(monkeypatch):
     y[:2] = 1  # class 0 keeps 3 images
     x = np.zeros((len(y), 32, 32, 3), "float32")
     monkeypatch.setattr(zoo.data, "load", lambda name, split: (x, y))
+    monkeypatch.setattr(zoo.intake, "load_suspect",
+                        lambda path: types.SimpleNamespace(outputs=[np.zeros((1, 43))]))
+    monkeypatch.setattr(zoo.evaluation, "attack_for", lambda path, num_classes: None)
     _, _, x_slice, y_slice, sidecar = zoo.load_entry("gtsrb_badnets_all2one", per_class=200)
     assert sidecar["dataset"] == "gtsrb"
     assert np.bincount(y_slice).tolist() == [3] * 43
