@@ -94,8 +94,7 @@ def main(argv):
                 "seconds": round(seconds, 1), "command": command,
                 "report": _summary(report),
             }
-            _write(rows)
-    _write(rows)
+            _write(rows)  # only after a new row: a run with nothing to do keeps the file's machine
 
 
 def _parameters(fn):
