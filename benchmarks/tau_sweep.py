@@ -39,16 +39,14 @@ def main(argv):
     if os.path.exists(out + ".json"):
         with open(out + ".json") as f:
             results = json.load(f)["points"]
-    for name in _MODELS.value:
-        with open(os.path.join(zoo.ZOO, f"{name}.json")) as f:
-            labels = data.load(json.load(f)["dataset"], "test")[1]
-        smallest = np.unique(labels, return_counts=True)[1].min()
-        if smallest < _PER_CLASS.value:
-            raise app.UsageError(f"{name}: its smallest test class has {smallest} images, fewer "
+    entries = {name: zoo.load_entry(name, _PER_CLASS.value) for name in _MODELS.value}
+    for name, (_, _, _, y, _) in entries.items():
+        per_class = len(y) // len(np.unique(y))
+        if per_class < _PER_CLASS.value:
+            raise app.UsageError(f"{name}: its smallest test class has {per_class} images, fewer "
                                  f"than --per_class={_PER_CLASS.value}, and tau_sweep.json keeps "
                                  "one evaluation size for all its models.")
-    for name in _MODELS.value:
-        model, attack, x, y, sidecar = zoo.load_entry(name, _PER_CLASS.value)
+    for name, (model, attack, x, y, sidecar) in entries.items():
         x_train, y_train = data.load(sidecar["dataset"], "train")
         x_recal = data.subset(x_train, y_train, per_class=_RECAL_PER_CLASS.value, seed=1)[0]
         key = f"{name}/none/inf"
