@@ -8,6 +8,7 @@ from its last epoch checkpoint under `benchmarks/work/zoo/`. After every model t
         python benchmarks/train_zoo.py --only=badnets_all2one,clean
 """
 
+import collections
 import glob
 import json
 import os
@@ -27,7 +28,6 @@ import zoo  # benchmarks/zoo.py, beside this script
 ROOT, ZOO = zoo.ROOT, zoo.ZOO
 WORK = os.path.join(ROOT, "benchmarks", "work", "zoo")
 
-# name: (attack or None, mode, dataset, tier). Order = training order.
 # CPU-protocol overrides of attack defaults (the paper settings would take many hours here):
 # InputAware's 25 epochs of 32-channel mask pre-training -> 2 epochs at 16 channels; CLA reuses
 # the clean zoo model for its adversarial perturbations instead of training another one.
@@ -35,24 +35,52 @@ ATTACK_KWARGS = {
     "inputaware": {"mask_epochs": 2, "generator_channels": 16},
     "cla": {"clean_model": os.path.join(ZOO, "clean.keras")},
 }
+
+
+class Entry(collections.namedtuple(
+        "Entry", "attack mode dataset tier architecture seed decay",
+        defaults=("resnet18", 0, "decoupled"))):
+    """One zoo model: attack name (None = clean), mode, dataset, tier, and its training recipe
+    (architecture, seed, `kcc.training.DECAYS` entry)."""
+
+
+# The recipe of models added from session 7 on: the PyTorch reference's coupled L2 decay on all
+# parameters, chosen by the comparison of `clean` and `clean_coupled` (benchmarks/results/zoo.md).
+REFERENCE = "coupled"
+
 ENTRIES = {
-    "badnets_all2one": ("badnets", "all2one", "cifar10", "core"),
-    "clean": (None, "all2one", "cifar10", "core"),
-    "blended_all2one": ("blended", "all2one", "cifar10", "core"),
-    "badnets_all2all": ("badnets", "all2all", "cifar10", "core"),
-    "wanet_all2one": ("wanet", "all2one", "cifar10", "core"),
-    "wanet_all2all": ("wanet", "all2all", "cifar10", "core"),
-    "inputaware_all2one": ("inputaware", "all2one", "cifar10", "core"),
-    "sig_all2one": ("sig", "all2one", "cifar10", "extended"),
-    "lf_all2one": ("lf", "all2one", "cifar10", "extended"),
-    "bpp_all2one": ("bpp", "all2one", "cifar10", "extended"),
-    "cla_all2one": ("cla", "all2one", "cifar10", "extended"),
-    "trojan_all2one": ("trojan", "all2one", "cifar10", "extended"),
-    "gtsrb_badnets_all2one": ("badnets", "all2one", "gtsrb", "extended"),
-    "gtsrb_inputaware_all2one": ("inputaware", "all2one", "gtsrb", "extended"),
-    "adaptive_badnets_all2one": ("badnets", "all2one", "cifar10", "extended"),
-    "adaptive_blended_all2one": ("blended", "all2one", "cifar10", "extended"),
-    "adaptive_wanet_all2one": ("wanet", "all2one", "cifar10", "extended"),
+    "badnets_all2one": Entry("badnets", "all2one", "cifar10", "core"),
+    "clean": Entry(None, "all2one", "cifar10", "core"),
+    "blended_all2one": Entry("blended", "all2one", "cifar10", "core"),
+    "badnets_all2all": Entry("badnets", "all2all", "cifar10", "core"),
+    "wanet_all2one": Entry("wanet", "all2one", "cifar10", "core"),
+    "wanet_all2all": Entry("wanet", "all2all", "cifar10", "core"),
+    "inputaware_all2one": Entry("inputaware", "all2one", "cifar10", "core"),
+    # The recipe comparison: `clean` again, with coupled decay (same seed, data and schedule).
+    "clean_coupled": Entry(None, "all2one", "cifar10", "clean", decay="coupled"),
+    # Clean models for the scan's false-positive rate: other architectures and seeds.
+    "clean_vgg19_bn": Entry(None, "all2one", "cifar10", "clean", "vgg19_bn", 0, REFERENCE),
+    "clean_mobilenet_v2": Entry(None, "all2one", "cifar10", "clean", "mobilenet_v2", 0,
+                                REFERENCE),
+    "clean_seed1": Entry(None, "all2one", "cifar10", "clean", "resnet18", 1, REFERENCE),
+    "trojan_all2one": Entry("trojan", "all2one", "cifar10", "extended", decay=REFERENCE),
+    "cla_all2one": Entry("cla", "all2one", "cifar10", "extended", decay=REFERENCE),
+    "badnets_vgg19_bn": Entry("badnets", "all2one", "cifar10", "extended", "vgg19_bn", 0,
+                              REFERENCE),
+    "blended_mobilenet_v2": Entry("blended", "all2one", "cifar10", "extended", "mobilenet_v2",
+                                  0, REFERENCE),
+    "sig_all2one": Entry("sig", "all2one", "cifar10", "extended", decay=REFERENCE),
+    "lf_all2one": Entry("lf", "all2one", "cifar10", "extended", decay=REFERENCE),
+    "bpp_all2one": Entry("bpp", "all2one", "cifar10", "extended", decay=REFERENCE),
+    "blended_all2all": Entry("blended", "all2all", "cifar10", "extended", decay=REFERENCE),
+    "inputaware_all2all": Entry("inputaware", "all2all", "cifar10", "extended",
+                                decay=REFERENCE),
+    "gtsrb_badnets_all2one": Entry("badnets", "all2one", "gtsrb", "extended"),
+    "gtsrb_inputaware_all2one": Entry("inputaware", "all2one", "gtsrb", "extended"),
+    "adaptive_badnets_all2one": Entry("badnets", "all2one", "cifar10", "extended"),
+    "adaptive_blended_all2one": Entry("blended", "all2one", "cifar10", "extended"),
+    "adaptive_wanet_all2one": Entry("wanet", "all2one", "cifar10", "extended",
+                                    decay=REFERENCE),
 }
 # The C&C-aware adaptive attack (Table 7) constrains with the setting C&C is run at in
 # benchmarks/results/purify_zoo.md (text reading, tau_scale 2: the best of the BadNets runs).
@@ -114,19 +142,27 @@ def _shortfall(reports):
     return "\n".join(lines)
 
 
+def _recipe(report):
+    """Architecture, width, seed and weight-decay form of a sidecar; sidecars written before
+    `decay` was recorded were all trained with Keras' decoupled decay."""
+    return (f"{report['architecture']} w{report['width']}, seed {report.get('seed', 0)}, "
+            f"{report.get('decay', 'decoupled')} decay")
+
+
 def write_table():
     rows, reports = [], {}
     for name in ENTRIES:
         sidecar = os.path.join(ZOO, f"{name}.json")
         if not os.path.exists(sidecar):
-            rows.append(f"| {name} | {ENTRIES[name][3]} | not trained yet | | | | | | | |")
+            rows.append(f"| {name} | {ENTRIES[name].tier} | not trained yet | | | | | | | | |")
             continue
         with open(sidecar) as f:
             r = reports[name] = json.load(f)
         met, bar = _bar(r)
         pct = lambda k: f"{100 * r[k]:.2f}" if k in r else "-"  # noqa: E731
         rows.append(
-            f"| {name} | {ENTRIES[name][3]} | {r['dataset']} | {r['epochs']} | {pct('acc')} | "
+            f"| {name} | {ENTRIES[name].tier} | {r['dataset']} | {_recipe(r)} | {r['epochs']} | "
+            f"{pct('acc')} | "
             f"{pct('asr')} | {pct('ra')} | {r['train_seconds'] / 60:.1f} | "
             f"{'met' if met else 'MISSED'} ({bar}) | {r.get('machine', 'not recorded')} |"
         )
@@ -143,8 +179,8 @@ def write_table():
         "",
         "    KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=tensorflow python benchmarks/train_zoo.py",
         "",
-        "| model | tier | dataset | epochs | ACC % | ASR % | RA % | minutes | bar | machine |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | tier | dataset | recipe | epochs | ACC % | ASR % | RA % | minutes | bar | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         _shortfall(reports),
@@ -166,7 +202,8 @@ def write_test_slice(per_class=100, seed=0):
 
 
 def train_entry(name):
-    attack_name, mode, dataset, _ = ENTRIES[name]
+    entry = ENTRIES[name]
+    attack_name, mode, dataset = entry.attack, entry.mode, entry.dataset
     output = os.path.join(ZOO, f"{name}.keras")
     if os.path.exists(output) and os.path.exists(os.path.join(ZOO, f"{name}.json")):
         print(f"{name}: done, skipping")
@@ -180,8 +217,9 @@ def train_entry(name):
                              **ATTACK_KWARGS.get(attack_name, {}))
     print(f"{name}: training")
     model, report = attacks.infect(
-        attack, "resnet18", dataset, _WIDTH.value, _EPOCHS.value,
-        learning_rate=_LEARNING_RATE.value, schedule="onecycle",
+        attack, entry.architecture, dataset, _WIDTH.value, _EPOCHS.value,
+        learning_rate=_LEARNING_RATE.value, schedule="onecycle", seed=entry.seed,
+        decay=entry.decay,
         checkpoint=os.path.join(WORK, name), verbose=2, **INFECT_KWARGS.get(name, {}),
     )
     command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])

@@ -190,7 +190,7 @@ ALLOWED_FUNCTIONS = {
 #: kcc's classes registered with `@keras.saving.register_keras_serializable(package="kcc")`.
 #: A new kcc layer must be added here to load; its weights are only size-checked unless
 #: `_weight_specs` knows it (`TuckerConv2D`'s are).
-KCC_CLASSES = frozenset({"TuckerConv2D"})
+KCC_CLASSES = frozenset({"TuckerConv2D", "CoupledSGD"})
 KCC_PACKAGE = "kcc"
 
 # Strings that Keras resolves to objects, by config key.
@@ -435,14 +435,16 @@ def load_image_classifier(path, trust_source=False, limits=None):
 
 
 def custom_objects():
-    """kcc's registered classes (`"kcc>Name"` -> class), importing `kcc.layers` if it exists."""
+    """kcc's registered classes (`"kcc>Name"` -> class), importing the modules that define them
+    (`kcc.layers`, `kcc.training`) where they exist."""
     import keras
 
-    try:
-        importlib.import_module("kcc.layers")
-    except ModuleNotFoundError as e:
-        if e.name != "kcc.layers":
-            raise
+    for module in ("kcc.layers", "kcc.training"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
     prefix = f"{KCC_PACKAGE}>"
     return {
         name: obj for name, obj in keras.saving.get_custom_objects().items()

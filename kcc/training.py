@@ -1,8 +1,9 @@
 """Supervised training of a classifier, shared by the attacks and the baseline defenses.
 
 Runs on every Keras backend with NumPy batches (no TensorFlow needed): SGD with momentum 0.9,
-decoupled weight decay on kernels only, a cosine or one-cycle learning-rate schedule, the
-standard crop(pad 4)+flip augmentation, and a Keras progress bar.
+weight decay in one of `DECAYS` (Keras' decoupled decay on kernels, or the PyTorch reference's
+coupled L2 decay), a cosine or one-cycle learning-rate schedule, the standard crop(pad 4)+flip
+augmentation, and a Keras progress bar.
 """
 
 import math
@@ -15,6 +16,17 @@ import numpy as np
 from kcc import data
 
 SCHEDULES = ("cosine", "onecycle", "constant")
+
+#: How weight decay enters the update (see `sgd`):
+#: - `"decoupled"`: Keras' `weight_decay`, `w -= lr * wd * w` after each step, on kernels only
+#:   (BatchNorm gamma/beta and biases exempt). The recipe of the zoo's first models.
+#: - `"coupled"`: the PyTorch reference (`torch.optim.SGD(weight_decay=wd)`, as in
+#:   BackdoorBench): `wd * w` is added to the gradient of *every* parameter, BatchNorm and biases
+#:   included, before momentum, so in steady state it acts about `1 / (1 - momentum)` times as
+#:   strongly as the decoupled form.
+#: - `"coupled_kernels"`: coupled, with BatchNorm gamma/beta and biases exempt.
+DECAYS = ("decoupled", "coupled", "coupled_kernels")
+_EXEMPT = ("gamma", "beta", "bias")
 
 
 class Batches(keras.utils.PyDataset):
@@ -58,6 +70,48 @@ class Batches(keras.utils.PyDataset):
             self.order = self.rng.permutation(len(self.x))
 
 
+def epoch_feed(dataset, initial_epoch, epochs):
+    """What `fit` should consume for `dataset` (a `keras.utils.PyDataset`) from `initial_epoch`.
+
+    On JAX (and PyTorch) that is the `PyDataset` itself: its batches are made in Python on the
+    thread that trains. On TensorFlow, Keras feeds a `PyDataset` through
+    `tf.data.Dataset.from_generator`, a Python call on another thread for every batch; on a
+    one- or two-core machine the handover costs as much as the training step (measured on
+    this project's 2-core machines: 40% of the training process's CPU time in the kernel).
+    There the batches of one whole epoch are made in one Python call, in the same order and
+    from the same random stream, and sliced by `tf.data` (one epoch of CIFAR-10 is 614 MB of
+    float32 images).
+
+    Returns:
+        `(data, steps_per_epoch)` for `fit(data, steps_per_epoch=..., initial_epoch=...)`.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return dataset, None
+    import tensorflow as tf
+
+    def one_epoch(_):
+        parts = [dataset[i] for i in range(len(dataset))]
+        dataset.on_epoch_end()
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+    # The structure and dtypes of a batch, from a first batch whose random draws are undone.
+    rng = getattr(dataset, "rng", None)
+    state = rng.bit_generator.state if rng is not None else None
+    first = dataset[0]
+    if rng is not None:
+        rng.bit_generator.state = state
+    dtypes = tuple(tf.as_dtype(np.asarray(t).dtype) for t in first)
+    shapes = tuple((None, *np.shape(t)[1:]) for t in first)
+
+    def batches(epoch):  # rebatched within the epoch: the same batches, the last one short
+        arrays = tf.numpy_function(one_epoch, [epoch], dtypes, stateful=True)
+        arrays = tuple(tf.ensure_shape(a, s) for a, s in zip(arrays, shapes))
+        return tf.data.Dataset.from_tensor_slices(arrays).batch(dataset.batch_size)
+
+    feed = tf.data.Dataset.range(initial_epoch, epochs).flat_map(batches)
+    return feed.prefetch(1), len(dataset)
+
+
 def learning_rate_schedule(learning_rate, total_steps, schedule="cosine"):
     """The learning rate over `total_steps` optimizer steps.
 
@@ -77,14 +131,61 @@ def learning_rate_schedule(learning_rate, total_steps, schedule="cosine"):
     )
 
 
-def sgd(learning_rate, total_steps, schedule="cosine", weight_decay=5e-4, momentum=0.9):
-    """SGD with momentum and weight decay on kernels (not on BN parameters or biases)."""
-    optimizer = keras.optimizers.SGD(
-        learning_rate_schedule(learning_rate, total_steps, schedule),
-        momentum=momentum,
-        weight_decay=weight_decay or None,
-    )
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+@keras.saving.register_keras_serializable(package="kcc")
+class CoupledSGD(keras.optimizers.SGD):
+    """SGD with momentum and coupled L2 weight decay, as PyTorch's `torch.optim.SGD`.
+
+    Each step adds `l2 * w` to the gradient `g` of a decayed variable before the momentum
+    update (Keras' form of momentum, identical to PyTorch's at a constant learning rate):
+
+        m <- momentum * m - lr * (g + l2 * w);   w <- w + m
+
+    Keras' own `weight_decay` is decoupled instead (`w -= lr * wd * w`, outside the momentum).
+
+    Args:
+        learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: momentum coefficient.
+        l2: decay coefficient (PyTorch's `weight_decay`).
+        exempt: variable names (e.g. `("gamma", "beta", "bias")`) that get no decay; empty
+            decays every trainable variable, as PyTorch does by default.
+        **kwargs: other `keras.optimizers.SGD` arguments (not `weight_decay`).
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.9, l2=5e-4, exempt=(), **kwargs):
+        if kwargs.get("weight_decay"):
+            raise ValueError("CoupledSGD takes its decay as `l2`; Keras' decoupled "
+                             f"`weight_decay` cannot be combined with it. Received {kwargs}.")
+        kwargs.pop("weight_decay", None)
+        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
+        self.l2 = float(l2)
+        self.exempt = tuple(exempt)
+
+    def _decays(self, variable):
+        # TensorFlow passes its own variables here, named like "dense/bias:0".
+        name = variable.name.rpartition("/")[2].partition(":")[0]
+        return self.l2 > 0 and name not in self.exempt
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._decays(variable):
+            gradient = keras.ops.add(gradient, keras.ops.multiply(
+                keras.ops.cast(self.l2, variable.dtype), variable))
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2, "exempt": list(self.exempt)}
+
+
+def sgd(learning_rate, total_steps, schedule="cosine", weight_decay=5e-4, momentum=0.9,
+        decay="decoupled"):
+    """SGD with momentum and weight decay `weight_decay` applied as `decay` (one of `DECAYS`)."""
+    if decay not in DECAYS:
+        raise ValueError(f"decay must be one of {DECAYS}. Received decay={decay!r}.")
+    rate = learning_rate_schedule(learning_rate, total_steps, schedule)
+    if decay != "decoupled":
+        return CoupledSGD(rate, momentum=momentum, l2=weight_decay,
+                          exempt=_EXEMPT if decay == "coupled_kernels" else ())
+    optimizer = keras.optimizers.SGD(rate, momentum=momentum, weight_decay=weight_decay or None)
+    optimizer.exclude_from_weight_decay(var_names=list(_EXEMPT))
     return optimizer
 
 
@@ -113,6 +214,7 @@ def train(
     seed=0,
     verbose="auto",
     checkpoint=None,
+    decay="decoupled",
 ):
     """Trains a classifier in place with `Model.fit`.
 
@@ -123,7 +225,7 @@ def train(
         epochs: passes over the data.
         batch_size: images per step.
         learning_rate: peak learning rate.
-        weight_decay: decoupled weight decay on kernels (0 disables it).
+        weight_decay: weight-decay coefficient (0 disables it), applied as `decay`.
         schedule: one of `SCHEDULES`.
         augment: crop(pad 4)+flip augmentation.
         transform: per-batch `f(x, y, rng) -> (x, y)`, see `Batches`.
@@ -133,6 +235,7 @@ def train(
         verbose: passed to `fit` (a progress bar by default).
         checkpoint: optional path prefix; weights and optimizer state are saved there after
             every epoch, and a later call with the same prefix resumes from the last epoch.
+        decay: how weight decay enters the update, one of `DECAYS`.
 
     Returns:
         The `keras.callbacks.History` of the run.
@@ -141,7 +244,8 @@ def train(
         raise ValueError(f"epochs must be at least 1. Received epochs={epochs}.")
     keras.utils.set_random_seed(seed)
     batches = Batches(x, y, batch_size, augment=augment, transform=transform, seed=seed)
-    compile_classifier(model, sgd(learning_rate, epochs * len(batches), schedule, weight_decay))
+    compile_classifier(model, sgd(learning_rate, epochs * len(batches), schedule, weight_decay,
+                                  decay=decay))
     callbacks = list(callbacks or [])
     initial_epoch = 0
     if checkpoint:
@@ -149,9 +253,12 @@ def train(
         initial_epoch = saver.restore(model)
         batches.rng = np.random.default_rng([seed, initial_epoch])
         callbacks.append(saver)
+    feed, steps_per_epoch = epoch_feed(batches, initial_epoch, epochs)
     return model.fit(
-        batches,
+        feed,
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        shuffle=False,  # `Batches` shuffles
         initial_epoch=initial_epoch,
         validation_data=validation_data,
         validation_batch_size=512,

@@ -53,3 +53,84 @@ def test_weight_decay_skips_batchnorm_and_bias():
     optimizer.build(model.trainable_variables)
     decayed = {v.name for v in model.trainable_variables if optimizer._use_weight_decay(v)}
     assert "kernel" in decayed and not decayed & {"gamma", "beta", "bias"}
+
+
+def _two_sgd_steps(decay, learning_rate=0.1, l2=0.01, momentum=0.9):
+    """Two steps of `training.sgd(..., decay)` with unit gradients on a Dense + BatchNorm
+    model; returns `{variable name: (before, after)}`."""
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(keras.layers.Dense(2)(inputs)))
+    optimizer = training.sgd(learning_rate, 10, "constant", l2, momentum, decay=decay)
+    before = {v.name: np.array(v) for v in model.trainable_variables}
+    ones = [np.ones(v.shape, np.float32) for v in model.trainable_variables]
+    optimizer.apply(ones, model.trainable_variables)
+    optimizer.apply(ones, model.trainable_variables)
+    return {v.name: (before[v.name], np.array(v)) for v in model.trainable_variables}
+
+
+def _torch_sgd(w, grad, steps, learning_rate, l2, momentum):
+    """PyTorch's `torch.optim.SGD(lr, momentum, weight_decay=l2)` written out by hand."""
+    buf = None
+    for _ in range(steps):
+        g = grad + l2 * w
+        buf = g if buf is None else momentum * buf + g
+        w = w - learning_rate * buf
+    return w
+
+
+@pytest.mark.parametrize("decay,exempt", [("coupled", set()),
+                                          ("coupled_kernels", {"gamma", "beta", "bias"})])
+def test_coupled_decay_is_pytorch_sgd(decay, exempt):
+    for name, (before, after) in _two_sgd_steps(decay).items():
+        l2 = 0.0 if name in exempt else 0.01
+        expected = _torch_sgd(before, 1.0, 2, 0.1, l2, 0.9)
+        np.testing.assert_allclose(after, expected, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_decoupled_decay_differs_from_coupled():
+    # Keras' decoupled decay shrinks the kernel outside the momentum: after two steps it is
+    # not PyTorch's coupled update (which the previous test pins).
+    before, after = _two_sgd_steps("decoupled")["kernel"]
+    coupled = _torch_sgd(before, 1.0, 2, 0.1, 0.01, 0.9)
+    assert not np.allclose(after, coupled, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="decay must be one of"):
+        training.sgd(0.1, 10, decay="l2")
+
+
+def test_coupled_optimizer_survives_save_and_intake(tmp_path):
+    from kcc import intake
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 32, 32, 3)).astype(np.float32)
+    model = models.resnet18(width=4)
+    training.train(model, x, rng.integers(0, 10, 64), 1, batch_size=32, decay="coupled",
+                   verbose=0)
+    assert type(model.optimizer).__name__ == "CoupledSGD"
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = intake.load_suspect(path)
+    np.testing.assert_allclose(loaded.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_epoch_feed_yields_the_batches_in_order():
+    rng = np.random.default_rng(0)
+    x = rng.random((70, 4, 4, 3)).astype(np.float32)
+    y = np.arange(70)
+    expected = training.Batches(x, y, 32, seed=3)
+    expected_epochs = []
+    for _ in range(2):
+        expected_epochs.append([expected[i] for i in range(len(expected))])
+        expected.on_epoch_end()
+    batches = training.Batches(x, y, 32, seed=3)
+    feed, steps = training.epoch_feed(batches, 0, 2)
+    if steps is None:  # JAX: the PyDataset itself is the feed
+        assert feed is batches
+        return
+    assert steps == 3
+    got = [tuple(np.asarray(t) for t in batch) for batch in feed]
+    flat = [b for epoch in expected_epochs for b in epoch]
+    assert len(got) == len(flat) == 6
+    for (gx, gy), (ex, ey) in zip(got, flat):
+        np.testing.assert_array_equal(gy, ey)
+        assert gx.shape == ex.shape

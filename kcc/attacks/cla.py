@@ -187,6 +187,7 @@ class LabelConsistent(base.Attack):
         seed=0,
         verbose="auto",
         checkpoint=None,
+        decay="decoupled",
     ):
         """Fits a clean model (unless given), poisons the data with it, then trains `model`.
 
@@ -196,6 +197,7 @@ class LabelConsistent(base.Attack):
             x, y: training images `(N, H, W, C)` in [0, 1] and labels `(N,)`.
             epochs, batch_size, learning_rate, weight_decay, schedule, seed, verbose: as
                 `kcc.training.train`, for both trainings (`clean_epochs` for the first).
+            decay: how weight decay enters the update (`kcc.training.DECAYS`).
             checkpoint: optional path prefix: `{checkpoint}.clean.*` for the clean model,
                 `{checkpoint}.poison.npz` for the poisoned images, `{checkpoint}.*` for the
                 backdoored model; a later call with the same prefix resumes.
@@ -224,6 +226,7 @@ class LabelConsistent(base.Attack):
                     seed=seed,
                     verbose=verbose,
                     checkpoint=f"{checkpoint}.clean" if checkpoint else None,
+                    decay=decay,
                 )
                 self.clean_model = clean
             x_poisoned, _, indices = self.poison(x, y, seed)
@@ -243,6 +246,7 @@ class LabelConsistent(base.Attack):
             seed=seed,
             verbose=verbose,
             checkpoint=checkpoint,
+            decay=decay,
         )
 
     @classmethod

@@ -25,6 +25,7 @@ def infect(
     learning_rate=0.1,
     weight_decay=5e-4,
     schedule="onecycle",
+    decay="decoupled",
     seed=0,
     data_dir=None,
     train_subset=None,
@@ -40,7 +41,8 @@ def infect(
         architecture: a name in `kcc.models.ARCHITECTURES`.
         dataset: a name in `kcc.data.DATASETS`.
         width: model width (64 = paper size).
-        epochs, batch_size, learning_rate, weight_decay, schedule: see `kcc.training.train`.
+        epochs, batch_size, learning_rate, weight_decay, schedule, decay: see
+            `kcc.training.train`.
         seed: seeds poisoning, initialisation and batches.
         data_dir: folder of offline archives (default `$KCC_DATA_DIR`).
         train_subset: optional number of training images (class-balanced), for quick runs.
@@ -71,7 +73,8 @@ def infect(
     if attack is not None and hasattr(attack, "train"):
         attack.train(model, x, y, epochs=epochs, batch_size=batch_size,
                      learning_rate=learning_rate, weight_decay=weight_decay,
-                     schedule=schedule, seed=seed, verbose=verbose, checkpoint=checkpoint)
+                     schedule=schedule, seed=seed, verbose=verbose, checkpoint=checkpoint,
+                     decay=decay)
         poisoned = int(round(attack.poison_ratio * len(y)))
     else:
         transform = None
@@ -84,7 +87,7 @@ def infect(
                 poisoned = len(indices)
         training.train(model, x, y, epochs, batch_size, learning_rate, weight_decay, schedule,
                        transform=transform, callbacks=callbacks, seed=seed, verbose=verbose,
-                       checkpoint=checkpoint)
+                       checkpoint=checkpoint, decay=decay)
     seconds = time.time() - start
     if checkpoint and os.path.exists(f"{checkpoint}.state.npz"):
         with np.load(f"{checkpoint}.state.npz") as f:
@@ -102,6 +105,7 @@ def infect(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "weight_decay": weight_decay,
+        "decay": decay,
         "schedule": schedule,
         "seed": seed,
         "train_images": int(len(y)),

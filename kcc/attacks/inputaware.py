@@ -417,6 +417,7 @@ class InputAware(base.Attack):
         seed=0,
         verbose="auto",
         checkpoint=None,
+        decay="decoupled",
     ):
         """Trains the generators and backdoors `model` in place (the two stages above).
 
@@ -429,6 +430,7 @@ class InputAware(base.Attack):
                 optimizer for the classifier and the pattern generator).
             seed: seeds the generators' initialisation, shuffling and augmentation.
             verbose: Keras progress-bar setting.
+            decay: how weight decay enters the update (`kcc.training.DECAYS`).
             checkpoint: optional path prefix: `{checkpoint}.mask.weights.h5` after stage 1 and
                 per-epoch `{checkpoint}.weights.h5` / `.state.npz` in stage 2; a later call with
                 the same prefix resumes.
@@ -481,7 +483,8 @@ class InputAware(base.Attack):
             name="inputaware_trainer",
         )
         training.compile_classifier(
-            trainer, training.sgd(learning_rate, epochs * len(batches), schedule, weight_decay)
+            trainer, training.sgd(learning_rate, epochs * len(batches), schedule, weight_decay,
+                                   decay=decay)
         )
         callbacks, initial_epoch = [], 0
         if checkpoint:

@@ -170,6 +170,7 @@ class Trojan(base.Attack):
         seed=0,
         verbose="auto",
         checkpoint=None,
+        decay="decoupled",
     ):
         """Clean pre-training, trigger search, then retraining on poisoned data, in place.
 
@@ -179,6 +180,7 @@ class Trojan(base.Attack):
             epochs: total epochs: `pretrain_epochs` clean, the rest (at least 1) poisoned.
             batch_size, learning_rate, weight_decay, schedule, seed, verbose: as
                 `kcc.training.train` (`retrain_learning_rate` for the second training).
+            decay: how weight decay enters the update (`kcc.training.DECAYS`).
             checkpoint: optional path prefix: `{checkpoint}.pretrain.*`, the trigger in
                 `{checkpoint}.trigger.npz`, and `{checkpoint}.*` for the retraining; a later call
                 with the same prefix resumes.
@@ -203,6 +205,7 @@ class Trojan(base.Attack):
                 seed=seed,
                 verbose=verbose,
                 checkpoint=f"{checkpoint}.pretrain" if checkpoint else None,
+                decay=decay,
             )
         if trigger_file and os.path.exists(trigger_file):
             with np.load(trigger_file) as f:
@@ -230,6 +233,7 @@ class Trojan(base.Attack):
             seed=seed,
             verbose=verbose,
             checkpoint=checkpoint,
+            decay=decay,
         )
 
     def get_config(self):
