@@ -11,6 +11,7 @@ import numpy as np
 from keras import ops
 
 from kcc import gradients
+from kcc import progress
 
 
 def _cross_entropy(logits, labels):
@@ -18,7 +19,7 @@ def _cross_entropy(logits, labels):
 
 
 def l2_pgd(model, x, y, epsilon=0.5, steps=10, step_size=None, batch_size=256, seed=0,
-           value_and_grad=None):
+           value_and_grad=None, verbose=False):
     """Untargeted L2 PGD: maximise cross-entropy within an L2 ball, images kept in [0, 1].
 
     Args:
@@ -32,6 +33,7 @@ def l2_pgd(model, x, y, epsilon=0.5, steps=10, step_size=None, batch_size=256, s
         seed: seeds the random start inside the ball.
         value_and_grad: optional precompiled `kcc.gradients.input_gradient_fn(model, ...)` to
             reuse across calls (its objective must be the summed cross-entropy).
+        verbose: show progress over the gradient steps (`kcc.progress`).
 
     Returns:
         adversarial images float32 `(N, H, W, C)`, `||x_adv - x||_2 <= epsilon` per image.
@@ -44,14 +46,19 @@ def l2_pgd(model, x, y, epsilon=0.5, steps=10, step_size=None, batch_size=256, s
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.int32)
     out = np.empty_like(x)
+    shown = None
+    if verbose:
+        shown = progress.Progress(-(-len(x) // batch_size) * steps, "adversarial images (L2 PGD)")
     for first in range(0, len(x), batch_size):
         x0, yb = x[first:first + batch_size], y[first:first + batch_size]
         delta = _project(rng.normal(size=x0.shape).astype(np.float32) * 1e-3, epsilon)
-        for _ in range(steps):
+        for step in range(steps):
             _, grad = value_and_grad(np.clip(x0 + delta, 0, 1), yb)
             norm = np.sqrt(np.sum(grad.reshape(len(grad), -1) ** 2, axis=1)) + 1e-12
             delta = delta + step_size * grad / norm.reshape(-1, *[1] * (grad.ndim - 1))
             delta = _project(np.clip(x0 + delta, 0, 1) - x0, epsilon)
+            if shown:
+                shown.update(first // batch_size * steps + step + 1)
         out[first:first + len(x0)] = np.clip(x0 + delta, 0, 1)
     return out
 

@@ -11,33 +11,79 @@ from absl import app
 from absl import flags
 
 from kcc import attacks
+from kcc import cli
 from kcc import data
+from kcc import flag_groups
 from kcc import models
+from kcc import progress
 from kcc import saving
 from kcc import training
 
-_ATTACK = flags.DEFINE_enum("attack", "badnets", ["clean", *sorted(attacks.ATTACKS)], "Attack to plant.")
-_MODE = flags.DEFINE_enum("mode", "all2one", list(attacks.MODES), "Target mode.")
-_TARGET = flags.DEFINE_integer("target", 0, "All-to-one target class.")
-_POISON_RATIO = flags.DEFINE_float("poison_ratio", 0.1, "Fraction of the training set poisoned.")
-_DATASET = flags.DEFINE_enum("dataset", "cifar10", sorted(data.DATASETS), "Dataset.")
-_ARCHITECTURE = flags.DEFINE_enum("architecture", "resnet18", sorted(models.ARCHITECTURES), "Architecture.")
-_WIDTH = flags.DEFINE_integer("width", 16, "Width multiplier (64 = paper size).")
-_EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Batch size.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak learning rate.")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 5e-4, "Weight decay on kernels.")
-_SCHEDULE = flags.DEFINE_enum("schedule", "onecycle", list(training.SCHEDULES), "Learning-rate schedule.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
-_TRAIN_SUBSET = flags.DEFINE_integer("train_subset", None, "Use only this many training images.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder with offline archives (default $KCC_DATA_DIR).")
+# ----------------------------------------------------------------------------- attack
+_ATTACK = flags.DEFINE_enum(
+    "attack", "badnets", ["clean", *sorted(attacks.ATTACKS)],
+    "The backdoor to plant ('clean' trains a model without one, for comparison).")
+_MODE = flags.DEFINE_enum(
+    "mode", "all2one", list(attacks.MODES),
+    "all2one: every triggered image is sent to --target; all2all: class c to c + 1.")
+_TARGET = flags.DEFINE_integer("target", 0, "The all-to-one target class.", lower_bound=0)
+_POISON_RATIO = flags.DEFINE_float(
+    "poison_ratio", 0.1, "Share of the training images that get the trigger and the attacker's "
+    "label.", lower_bound=0, upper_bound=1)
 _ADAPTIVE_TAU = flags.DEFINE_float(
-    "adaptive_tau_scale", None, "C&C-aware adaptive attack (paper's Table 7): constrain the model "
-    "with C&C's scaling at this tau_scale after every epoch.")
-_ADAPTIVE_READING = flags.DEFINE_enum("adaptive_reading", "text", ["text", "literal"],
-                                      "Reading of Eq. 5 for --adaptive_tau_scale.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output .keras path (default derived from the attack).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output file.")
+    "adaptive_tau_scale", None, "Make the attack C&C-aware (the paper's Table 7): after every "
+    "epoch the model is constrained with C&C's scaling at this tau_scale, so the backdoor "
+    "learns to survive it.")
+_ADAPTIVE_READING = flags.DEFINE_enum(
+    "adaptive_reading", "text", ["text", "literal"],
+    "Reading of Eq. 5 for --adaptive_tau_scale (see kcc.purify --help, --reading).")
+# ----------------------------------------------------------------------------- data and model
+_DATASET = flags.DEFINE_enum("dataset", "cifar10", sorted(data.DATASETS),
+                             "Training data (read from $KCC_DATA_DIR, else TFDS).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Folder with the offline archives. Default: $KCC_DATA_DIR.")
+_TRAIN_SUBSET = flags.DEFINE_integer(
+    "train_subset", None, "Train on this many images only (class-balanced), for quick runs.",
+    lower_bound=1)
+_ARCHITECTURE = flags.DEFINE_enum("architecture", "resnet18", sorted(models.ARCHITECTURES),
+                                  "Network to train.")
+_WIDTH = flags.DEFINE_integer("width", 16, "Width multiplier (64 = the paper's ResNet-18).",
+                              lower_bound=1)
+# ----------------------------------------------------------------------------- training
+_EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per step.", lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.1, "Peak SGD learning rate.")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 5e-4, "Weight decay on kernels.",
+                                   lower_bound=0)
+_SCHEDULE = flags.DEFINE_enum("schedule", "onecycle", list(training.SCHEDULES),
+                              "Learning-rate schedule.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of poisoning, initialisation and shuffling.")
+# ----------------------------------------------------------------------------- output
+_OUTPUT, _OVERWRITE = flag_groups.output(
+    "the infected model", "./<attack>_<mode>_<architecture>_w<width>.keras; the .json "
+    "sidecar beside it names the attack, data, ACC/ASR/RA and command")
+
+flag_groups.positive(_LEARNING_RATE, _ADAPTIVE_TAU)
+
+HELP = cli.Help(
+    tool="kcc.attack",
+    summary="Trains an image classifier with a backdoor planted by a published attack, to "
+            "test defenses on. Writes the .keras model and a JSON sidecar that kcc.purify and "
+            "kcc.defend read to know which trigger to test.",
+    examples=[
+        "python -m kcc.attack --flagfile=flags/zoo_cifar10.flags --attack=wanet "
+        "--output=wanet.keras",
+        "kcc-attack --attack=badnets --adaptive_tau_scale=2 --output=adaptive.keras",
+    ],
+    groups=[
+        ("attack", [_ATTACK, _MODE, _TARGET, _POISON_RATIO, _ADAPTIVE_TAU, _ADAPTIVE_READING]),
+        ("data and model", [_DATASET, _DATA_DIR, _TRAIN_SUBSET, _ARCHITECTURE, _WIDTH]),
+        ("training", [_EPOCHS, _BATCH_SIZE, _LEARNING_RATE, _WEIGHT_DECAY, _SCHEDULE, _SEED]),
+        ("output", [_OUTPUT, _OVERWRITE]),
+    ],
+    presets="zoo_",
+    notes="Exit status: 0 when the model was written, 2 when a flag or an input was refused.",
+)
 
 
 def main(argv):
@@ -67,11 +113,18 @@ def main(argv):
         train_subset=_TRAIN_SUBSET.value,
         adaptive_tau_scale=_ADAPTIVE_TAU.value,
         adaptive_reading=_ADAPTIVE_READING.value,
+        verbose=progress.keras_verbose(),
     )
-    report = attacks.save_infected(model, report, output, overwrite=_OVERWRITE.value, attack=attack)
+    report = attacks.save_infected(model, report, output, overwrite=_OVERWRITE.value,
+                                   command=cli.command_line(), attack=attack)
     print(json.dumps({k: report[k] for k in ("acc", "asr", "ra") if k in report}))
     print(f"Wrote {output}")
 
 
+def run():
+    """The `kcc-attack` console script: `main` under `kcc.cli.run`."""
+    cli.run(main, HELP)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -14,6 +14,8 @@ Compactness", ECCV 2024, Algorithm 1.
 import math
 import time
 
+from absl import logging
+
 from kcc import distillation
 from kcc import metrics
 from kcc import rewrite
@@ -91,7 +93,7 @@ def purify(
     log(f"[1/3] scaling{'' if cr is None else ' + truncation'}: "
         f"{rewrite_report.params_before:,} -> {rewrite_report.params_after:,} parameters "
         f"({stages['rewrite']:.1f} s)")
-    log(str(rewrite_report))
+    logging.info("ranks kept per layer:\n%s", rewrite_report)  # --verbosity=0; in the report
     evaluate("compressed" if cr else "scaled", student)
     report["rewrite"] = rewrite_report.to_dict()
 
@@ -111,7 +113,7 @@ def purify(
             callbacks.append(distillation.BackdoorMonitor(student, *evaluation))
         history, refresh = distillation.distill(
             model, student, images, labels, epochs, batch_size, learning_rate, gamma, epsilon,
-            pgd_steps, adversarial_cap, callbacks, seed, verbose="auto" if verbose else 0,
+            pgd_steps, adversarial_cap, callbacks, seed, verbose=verbose,
         )
         stages["distillation"] = time.time() - start
         report["distillation"] = {

@@ -32,6 +32,7 @@ from keras import ops
 from kcc import adversarial
 from kcc import flops
 from kcc import metrics
+from kcc import progress
 
 # Keras momentum of PyTorch's default BatchNorm running average (torch momentum 0.1).
 PYTORCH_BN_MOMENTUM = 0.9
@@ -154,10 +155,10 @@ class RefreshAdversarial(keras.callbacks.Callback):
         epsilon, steps: L2 PGD radius and steps (paper: 0.5, 10).
     """
 
-    def __init__(self, student, data, epsilon=0.5, steps=10):
+    def __init__(self, student, data, epsilon=0.5, steps=10, verbose=False):
         super().__init__()
         self.student, self.data = student, data
-        self.epsilon, self.steps = epsilon, steps
+        self.epsilon, self.steps, self.verbose = epsilon, steps, verbose
         self._grad = None
         self.target_rates = []  # fraction of adversarial images the teacher assigns to each class
 
@@ -169,7 +170,7 @@ class RefreshAdversarial(keras.callbacks.Callback):
         d = self.data
         d.set_adversarial(adversarial.l2_pgd(
             self.student, d.images, d.labels, self.epsilon, self.steps, seed=epoch,
-            value_and_grad=self._grad,
+            value_and_grad=self._grad, verbose=self.verbose,
         ))
         counts = np.bincount(np.argmax(d.teacher_adversarial, -1), minlength=d.teacher_clean.shape[-1])
         self.target_rates.append((counts / counts.sum()).tolist())
@@ -226,6 +227,9 @@ def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning
             seed=0, verbose="auto"):
     """Runs Eq. 10 on `student` in place (only its BatchNorm parameters and statistics change).
 
+    Only BatchNorm trains while it runs; afterwards every layer of `student` has the
+    `trainable` flag it came with, so a later `fit` trains the whole model again.
+
     Args:
         teacher: suspect model (unchanged).
         student: compressed purified model; trained in place.
@@ -235,19 +239,26 @@ def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning
         adversarial_cap: cap of the adversarial term (see the module docstring).
         callbacks: extra Keras callbacks.
         seed: shuffling seed.
-        verbose: Keras progress-bar setting.
+        verbose: show progress (`kcc.progress`: a bar on a terminal, plain lines in a log) of the
+            adversarial images and of every epoch.
 
     Returns:
         `(history, refresh)`: the Keras `History` and the `RefreshAdversarial` callback (its
         `target_rates` say which classes the teacher gave the adversarial images).
     """
+    trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(student)]
     freeze_all_but_batchnorm(student)
-    keras.utils.set_random_seed(seed)
-    distiller = Distiller(student, gamma=gamma, adversarial_cap=adversarial_cap)
-    distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    data = DistillationData(teacher, images, labels, batch_size, seed)
-    refresh = RefreshAdversarial(student, data, epsilon, pgd_steps)
-    with batchnorm_momentum(student, PYTORCH_BN_MOMENTUM):
-        history = distiller.fit(data, epochs=epochs, callbacks=[refresh, *(callbacks or [])],
-                                verbose=verbose)
+    try:
+        keras.utils.set_random_seed(seed)
+        distiller = Distiller(student, gamma=gamma, adversarial_cap=adversarial_cap)
+        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        data = DistillationData(teacher, images, labels, batch_size, seed)
+        refresh = RefreshAdversarial(student, data, epsilon, pgd_steps, verbose=bool(verbose))
+        shown = progress.callbacks("distillation", verbose=bool(verbose))
+        with batchnorm_momentum(student, PYTORCH_BN_MOMENTUM):
+            history = distiller.fit(data, epochs=epochs, verbose=0,
+                                    callbacks=[refresh, *(callbacks or []), *shown])
+    finally:  # the student leaves as trainable as it came, for whoever fine-tunes it next
+        for layer, flag in trainable:
+            layer.trainable = flag
     return history, refresh

@@ -5,7 +5,7 @@
 Prints the architecture summary (model class, layers by class, trainable parameters, whether
 BatchNorm is present, the convolutions kcc can decompose) and every finding, one line each.
 Exits with status 1 when the file is refused, 0 when it may be loaded. Nothing in the file is
-imported or run, and Keras is not imported; see `kcc.intake` for the checks.
+imported or run, and no weights array is read; see `kcc.intake` for the checks.
 """
 
 import json
@@ -14,13 +14,25 @@ import sys
 from absl import app
 from absl import flags
 
+from kcc import cli
 from kcc import intake
 
-_JSON = flags.DEFINE_bool("json", False, "Print the report as one JSON object.")
+_JSON = flags.DEFINE_bool("json", False, "Print the report as one JSON object instead of lines.")
 _TRUST_SOURCE = flags.DEFINE_bool(
     "trust_source", False,
     "You vouch for the file: allowlist violations become warnings (loading it with kcc then "
     "uses safe_mode=False). Container, size and weights checks still apply.",
+)
+
+HELP = cli.Help(
+    tool="kcc.inspect",
+    summary="Checks whether a model file you do not trust is safe to load, without loading it: "
+            "the archive, the classes its config names (an allowlist) and the weights' sizes "
+            "and shapes. Prints the architecture and every finding.",
+    examples=["python -m kcc.inspect suspect.keras", "kcc-inspect suspect.keras --json"],
+    groups=[("report", [_JSON, _TRUST_SOURCE])],
+    notes="Exit status: 0 when the file may be loaded, 1 when it is refused, 2 for a bad "
+          "command line.",
 )
 
 
@@ -39,5 +51,10 @@ def main(argv):
     return 0 if report.ok else 1
 
 
+def run():
+    """The `kcc-inspect` console script: `main` under `kcc.cli.run`."""
+    cli.run(main, HELP)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -126,7 +126,7 @@ def constrain(model, tau_scale=4.0, reading="text"):
     """
     plan = _plan(model, tau_scale, reading)
 
-    new_model = _clone(model, plan, _constrained_conv)
+    new_model = clone(model, plan, _constrained_conv)
     reports = [
         LayerReport(
             e["layer"].name, e["kernel_shape"], e["full_ranks"], e["full_ranks"], e["scaled"],
@@ -209,7 +209,7 @@ def compress(model, cr, tau_scale=4.0, reading="text"):
         bias = ops.convert_to_numpy(layer.bias) if config["use_bias"] else None
         return new, lambda: new.set_factors(*factors, bias=bias)
 
-    new_model = _clone(model, plan, replace)
+    new_model = clone(model, plan, replace)
     reports = []
     for e in entries:
         after = (tucker.tucker_params(e["kernel_shape"], *e["ranks"], e["use_bias"])
@@ -218,6 +218,26 @@ def compress(model, cr, tau_scale=4.0, reading="text"):
         reports.append(LayerReport(e["layer"].name, e["kernel_shape"], e["full_ranks"], ranks_kept,
                                    e["scaled"], e["factored"], e["params"], after))
     return new_model, _report(model, new_model, "compress", tau_scale, reading, cr, tau_trunc, reports)
+
+
+def largest_ratio(model):
+    """The largest `cr` that `compress` can reach on `model`.
+
+    Every decomposable conv at rank `(1, 1)` (or kept plain where that is smaller), every other
+    parameter unchanged. Computed from the layer shapes alone, without decomposing anything,
+    so a command line can refuse an unreachable ratio at once.
+
+    Returns:
+        `params_before / smallest params_after`, a float >= 1.
+
+    Raises:
+        ValueError: the model has no decomposable conv.
+    """
+    convs = [(tuple(l.kernel.shape), bool(l.use_bias)) for l in _decomposable_layers(model)]
+    total = models.trainable_params(model)
+    smallest = total - sum(tucker.conv_params(shape, bias) - tucker.layer_params(shape, 1, 1, bias)
+                           for shape, bias in convs)
+    return total / smallest
 
 
 def _constrained_conv(layer, entry):
@@ -258,9 +278,7 @@ def _plan(model, tau_scale, reading):
         raise ValueError(f"tau_scale must be strictly positive. Received tau_scale={tau_scale}.")
     _check_model(model)
     plan = {}
-    for layer in flops.iterate_layers(model):
-        if not is_decomposable(layer) or id(layer) in plan:
-            continue
+    for layer in _decomposable_layers(model):
         kernel = ops.convert_to_numpy(layer.kernel)
         d = tucker.tucker2(kernel)
         core, scaled1, scaled2 = tucker.scale_core(d.core, d.sigma1, d.sigma2, tau_scale, reading)
@@ -278,16 +296,33 @@ def _plan(model, tau_scale, reading):
             "scaled": (scaled1, scaled2),
             "params": tucker.conv_params(kernel.shape, use_bias),
         }
-    if not plan:
+    return plan
+
+
+def _decomposable_layers(model):
+    """The decomposable convs of `model`, each once (a shared layer is one layer)."""
+    found = {id(l): l for l in flops.iterate_layers(model) if is_decomposable(l)}
+    if not found:
         raise ValueError(
             f"Model {model.name!r} has no decomposable Conv2D layer (groups 1, channels-last, "
             "more than 3 input channels); C&C has nothing to scale or compress."
         )
-    return plan
+    return list(found.values())
 
 
-def _clone(model, plan, replace):
-    """Clones `model`; layers in `plan` are built by `replace(layer, entry) -> (new, set_weights)`."""
+def clone(model, plan, replace, call_function=None):
+    """Clones `model` with its weights; the layers in `plan` are swapped for others.
+
+    Args:
+        model: functional or Sequential model (nested ones included).
+        plan: dict `{id(layer): entry}` of the layers to replace.
+        replace: `replace(layer, entry) -> (new_layer, set_weights)`; `set_weights()` is called
+            once the new model is built.
+        call_function: optional `keras.models.clone_model` call function (functional models).
+
+    Returns:
+        the new model; `model` is not modified.
+    """
     pending = []
 
     def clone_function(layer):
@@ -299,7 +334,8 @@ def _clone(model, plan, replace):
         pending.append(lambda: new.set_weights(layer.get_weights()))
         return new
 
-    new_model = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
+    new_model = keras.models.clone_model(model, clone_function=clone_function,
+                                         call_function=call_function, recursive=True)
     for set_weights in pending:
         set_weights()
     return new_model

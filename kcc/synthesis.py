@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from kcc import flops
+from kcc import progress as progress_lib
 
 
 def batchnorm_layers(model):
@@ -61,6 +62,18 @@ def bn_statistics_loss(bn_inputs, targets):
     return total
 
 
+def require_batchnorm(model):
+    """The model's `BatchNormalization` layers; raises `ValueError` when it has none."""
+    bns = batchnorm_layers(model)
+    if not bns:
+        raise ValueError(
+            f"Model {model.name!r} has no BatchNormalization layer: there are no statistics to "
+            "synthesise data from (Eq. 9). Use the scaling-only mode for models without "
+            "BatchNorm: --epochs=0 on the command line, purify(..., epochs=0) in Python."
+        )
+    return bns
+
+
 def _probe(model):
     """A model returning `[logits, input of BN 1, ..., input of BN L]`."""
     from keras.src.models.functional import Functional
@@ -68,13 +81,7 @@ def _probe(model):
     if not isinstance(model, (Functional, keras.Sequential)):
         raise ValueError(f"synthesize needs a functional or Sequential model. Received {type(model).__name__}.")
     nested = [l.name for l in flops.iterate_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
-    bns = batchnorm_layers(model)
-    if not bns:
-        raise ValueError(
-            f"Model {model.name!r} has no BatchNormalization layer: there are no statistics to "
-            "synthesise data from (Eq. 9). Use the scaling-only mode (purify(..., epochs=0) / "
-            "--finetune=false) for models without BatchNorm."
-        )
+    bns = require_batchnorm(model)
     if len(nested) != len(bns):
         raise ValueError("synthesize reads BatchNorm layers of the top-level graph only; this model has "
                          "BatchNorm inside nested models. Flatten it first.")
@@ -135,6 +142,14 @@ class Synthesizer(keras.Model):
         return float(ops.convert_to_numpy(bn_statistics_loss(outputs[1:], self.targets)))
 
 
+def _steps_per_execution(steps):
+    """Adam steps per compiled call: up to 25 on an accelerator (fewer host round trips), 1 on a
+    CPU, where a step takes long enough (2-3 s for 256 images at width 16 on one core) that the
+    calls cost nothing and progress can be shown after every step."""
+    on_cpu = all(d.lower().startswith("cpu") for d in keras.distribution.list_devices())
+    return 1 if on_cpu else min(steps, 25)
+
+
 def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=256, seed=0,
                verbose=True):
     """Synthesises images that match the model's BatchNorm statistics (Eq. 9).
@@ -150,7 +165,7 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
         learning_rate: Adam learning rate in normalised input units (paper: 0.1).
         batch_size: images optimised together.
         seed: seeds the initial noise and the labels.
-        verbose: show a Keras progress bar over batches.
+        verbose: show progress over all optimisation steps (`kcc.progress`).
 
     Returns:
         `(images, labels, info)`: images float32 `(num_images, H, W, C)` in [0, 1], labels int32
@@ -179,10 +194,10 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
     probe.trainable = False  # the images are the only trainable weight
     synthesizer = Synthesizer(probe, targets, mean, std, batch_size)
     optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-8)
-    synthesizer.compile(optimizer=optimizer, steps_per_execution=min(steps, 25))
+    synthesizer.compile(optimizer=optimizer, steps_per_execution=_steps_per_execution(steps))
     placeholder = np.zeros((steps * batch_size, 1), np.float32)
     info = {"bn_loss_first": [], "bn_loss_last": []}
-    bar = keras.utils.Progbar(num_batches, unit_name="batch") if verbose else None
+    progress = progress_lib.Progress(num_batches * steps, "synthesis") if verbose else None
     start = time.time()
     try:
         for b in range(num_batches):
@@ -194,11 +209,12 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
             optimizer.learning_rate = learning_rate
             info["bn_loss_first"].append(synthesizer.bn_loss())
             synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
-                            shuffle=False, verbose=0)
+                            shuffle=False, verbose=0,
+                            callbacks=[progress.callback(b * steps)] if progress else None)
             info["bn_loss_last"].append(synthesizer.bn_loss())
             images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
-            if bar:
-                bar.update(b + 1, [("bn_loss", info["bn_loss_last"][-1])])
+            if progress:
+                progress.update((b + 1) * steps, [("bn_loss", info["bn_loss_last"][-1])])
     finally:
         for layer, flag in trainable:
             layer.trainable = flag

@@ -230,5 +230,6 @@ def test_cli(corpus):
     assert code == 1 and "Traceback" not in out
     report = json.loads(out)
     assert report["ok"] is False and report["findings"][0]["severity"] == "error"
-    code, out = _cli()
-    assert code == 1 and "Traceback" not in out and "Expected exactly one model path" in out
+    code, out = _cli()  # a bad command line is status 2, as in every kcc tool; 1 means refused
+    assert code == 2 and "Traceback" not in out
+    assert out.strip().splitlines()[-1].startswith("kcc.inspect: error: Expected exactly one")

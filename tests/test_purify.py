@@ -45,7 +45,9 @@ def test_synthesis_is_seeded(tiny):
 def test_synthesis_needs_batchnorm():
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                               keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="no BatchNormalization layer.*scaling-only"):
+    with pytest.raises(ValueError, match="no BatchNormalization layer.*scaling-only mode for "
+                                         "models without BatchNorm: --epochs=0 on the command "
+                                         r"line, purify\(..., epochs=0\) in Python"):
         synthesis.synthesize(plain, num_images=2, steps=1, batch_size=2)
 
 
@@ -63,6 +65,8 @@ def test_pgd_respects_the_l2_radius_and_pixel_range(tiny):
 
 def test_bn_only_distillation_leaves_every_other_weight_bit_identical(tiny):
     student, _ = rewrite.compress(tiny, cr=2)
+    student.get_layer("stage1_block1_1_conv").trainable = False  # the user's own frozen layer
+    flags_before = {l.name: l.trainable for l in student.layers}
     images = np.random.default_rng(1).random((32, 32, 32, 3)).astype("float32")
     labels = np.arange(32) % 10
     before = {w.path: keras.ops.convert_to_numpy(w).copy() for w in student.weights}
@@ -73,6 +77,7 @@ def test_bn_only_distillation_leaves_every_other_weight_bit_identical(tiny):
         if not np.array_equal(before[w.path], keras.ops.convert_to_numpy(w)):
             changed.add(w.path.split("/")[-1])
     assert changed and changed <= {"gamma", "beta", "moving_mean", "moving_variance"}
+    assert {l.name: l.trainable for l in student.layers} == flags_before  # restored afterwards
     for b, w in zip(teacher_before, tiny.weights):
         np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(w))
 
@@ -111,8 +116,13 @@ def _purify_tiny(tiny, **kwargs):
     return purify(tiny, **settings)
 
 
-def test_purify_returns_a_smaller_loadable_model(tiny, tmp_path):
-    purified, report = _purify_tiny(tiny)
+@pytest.fixture(scope="module")
+def purified_tiny(tiny):
+    return _purify_tiny(tiny)
+
+
+def test_purify_returns_a_smaller_loadable_model(tiny, purified_tiny, tmp_path):
+    purified, report = purified_tiny
     assert models.trainable_params(purified) <= models.trainable_params(tiny) / 2
     path = str(tmp_path / "p.keras")
     purified.save(path)
@@ -123,6 +133,24 @@ def test_purify_returns_a_smaller_loadable_model(tiny, tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), purified.predict(x, verbose=0), atol=1e-5)
     json.dumps(report)
     assert set(report["seconds"]) == {"rewrite", "synthesis", "distillation", "total"}
+
+
+def test_a_loaded_purified_model_fine_tunes_every_layer(tiny, purified_tiny, tmp_path):
+    purified, _ = purified_tiny
+    assert [l.trainable for l in purified.layers] == [l.trainable for l in tiny.layers]
+    path = str(tmp_path / "p.keras")
+    purified.save(path)
+    model = keras.saving.load_model(path)  # conftest imported kcc, as a user would
+    assert len(model.trainable_weights) == len(purified.trainable_weights)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((8, 32, 32, 3)).astype("float32"), np.arange(8) % 10, epochs=1,
+              batch_size=8, verbose=0)
+    changed = {w.path.split("/")[-1] for w, value in zip(model.trainable_weights, before)
+               if not np.array_equal(value, keras.ops.convert_to_numpy(w))}
+    assert {"core", "input_factor", "output_factor", "kernel"} <= changed
 
 
 def test_purify_scaling_only_and_bad_arguments(tiny):
@@ -137,33 +165,6 @@ def test_purify_scaling_only_and_bad_arguments(tiny):
     with pytest.raises(ValueError, match="cannot be reached"):
         _purify_tiny(tiny, cr=500)
     _purify_tiny(tiny, epochs=0, tau_scale=math.inf)  # fine-tuning-only ablation: no scaling
-
-
-def _cli(*args, cwd=None):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "kcc.purify", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
-
-
-def test_cli_refuses_to_overwrite_and_reports_bad_input(tiny, tmp_path):
-    path = str(tmp_path / "suspect.keras")
-    tiny.save(path)
-    fast = ["--cr=2", "--epochs=0"]
-    proc = _cli(f"--model={path}", f"--output={path}", "--overwrite", *fast)
-    assert proc.returncode == 2 and "Refusing to overwrite the input" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    out = str(tmp_path / "out.keras")
-    open(out, "w").close()
-    proc = _cli(f"--model={path}", f"--output={out}", *fast)
-    assert proc.returncode == 2 and "exists. Pass overwrite=True" in proc.stderr
-    proc = _cli(f"--model={tmp_path / 'missing.keras'}", f"--output={tmp_path / 'x.keras'}", *fast)
-    assert proc.returncode == 2 and "no such file" in proc.stderr
-    proc = _cli(f"--model={path}", f"--output={tmp_path / 'y.keras'}", "--cr=0.5", "--epochs=0")
-    assert proc.returncode == 2 and "cr must be greater than 1" in proc.stderr
-    proc = _cli(f"--model={path}", f"--output={tmp_path / 'z.keras'}", *fast)
-    assert proc.returncode == 0, proc.stderr
-    report = json.load(open(tmp_path / "z.json"))
-    assert report["rewrite"]["ratio"] >= 2 and report["input"] == path
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
@@ -192,16 +193,17 @@ def test_the_intake_corpus_is_refused_by_purify(tmp_path):
     script = f"""
 import contextlib, io, json
 from absl import flags
+from kcc import cli
 from kcc import purify
 results = {{}}
 for name, path in {[(c.name, c.path) for c in cases]!r}:
     flags.FLAGS.unparse_flags()
-    flags.FLAGS(["kcc.purify", "--model=" + path, "--epochs=0", "--output=" + path + ".out.keras"])
+    argv = ["kcc.purify", "--model=" + path, "--epochs=0", "--output=" + path + ".out.keras"]
     err = io.StringIO()
     code = 0
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            purify.main(["kcc.purify"])
+            cli.call_main(purify.main, "kcc.purify", cli.parse_flags("kcc.purify", argv))
         except SystemExit as e:
             code = e.code
     results[name] = [code, err.getvalue()[-2000:]]
