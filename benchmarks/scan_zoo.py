@@ -1,0 +1,215 @@
+"""The data-free scan (`kcc.scan`) on every zoo model: verdict, target, p-value, time, ROC.
+
+Resumable: each model's scan is stored in `scan_zoo.json` (per-class statistics, p-values,
+seconds, settings) and skipped on a later run with the same settings. The tables and the ROC
+figure are re-derived from the stored statistics with the current `kcc.scan` test, so the
+verdict rule can be examined without scanning again (`--table_only`). No test image is used:
+the truth column comes from the sidecars (attack, mode, target), never from test labels.
+
+    KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax \
+        python benchmarks/scan_zoo.py --flagfile=flags/scan_cpu.flags
+"""
+
+import glob
+import json
+import os
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from kcc import intake
+from kcc import saving
+from kcc import scan as scan_lib
+from kcc.scan import anomaly
+
+import zoo  # benchmarks/zoo.py, beside this script
+
+_MODELS = flags.DEFINE_list("models", None, "Zoo entries to scan (default: every one).")
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only re-derive the tables and figure.")
+_MARGIN_IMAGES = flags.DEFINE_integer("margin_images", 30, "See `python -m kcc.scan --help`.")
+_MARGIN_STEPS = flags.DEFINE_integer("margin_steps", 300, "See `python -m kcc.scan --help`.")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 256, "See `python -m kcc.scan --help`.")
+_SYNTHESIS_STEPS = flags.DEFINE_integer("synthesis_steps", 200, "See `kcc.scan --help`.")
+_INVERSION_STEPS = flags.DEFINE_integer("inversion_steps", 300, "See `kcc.scan --help`.")
+_INVERSION_BATCH = flags.DEFINE_integer("inversion_batch_size", 32, "See `kcc.scan --help`.")
+_SEED = flags.DEFINE_integer("seed", 0, "See `python -m kcc.scan --help`.")
+
+
+def _settings():
+    return {"margin_images": _MARGIN_IMAGES.value, "margin_steps": _MARGIN_STEPS.value,
+            "num_images": _NUM_IMAGES.value, "synthesis_steps": _SYNTHESIS_STEPS.value,
+            "inversion_steps": _INVERSION_STEPS.value,
+            "inversion_batch_size": _INVERSION_BATCH.value, "seed": _SEED.value}
+
+
+def truth(sidecar):
+    """`("clean" | "all2one" | "all2all", target or None)` from a zoo sidecar."""
+    attack = sidecar.get("attack")
+    if not attack:
+        return "clean", None
+    return attack.get("mode", "all2one"), attack.get("target", 0)
+
+
+def rederive(row):
+    """The verdict of a stored scan under the current test: `(targets, p, signal p-values)`,
+    where `signal p-values` maps each signal to its smallest p-value over classes."""
+    names = [n for n in scan_lib.SIGNALS if n in row["per_class"][0]]
+    p = {n: anomaly.p_values([_statistic(c, n) for c in row["per_class"]], scan_lib.ALPHA,
+                            min_ratio=scan_lib.MIN_RATIO)[0] for n in names}
+    combined = np.minimum(1.0, len(p) * np.min(np.stack(list(p.values())), axis=0))
+    targets = [int(c) for c in np.argsort(combined, kind="stable") if combined[c] < scan_lib.ALPHA]
+    return targets, combined, {n: float(v.min()) for n, v in p.items()}
+
+
+def _statistic(per_class, signal):
+    """A class's statistic under the current `kcc.scan`: triggers' from their stored sizes."""
+    if signal.endswith("_trigger"):
+        size = per_class.get(f"{signal}_size")
+        return 0.0 if size is None else scan_lib.trigger_statistic(size)
+    return per_class[signal]
+
+
+def auroc(scores, labels):
+    """Area under the ROC curve of `scores` (larger = backdoored) for boolean `labels`, with
+    ties counted half (the Mann-Whitney statistic)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def _score(p):
+    return -np.log10(max(p, 1e-300))
+
+
+def write_report(results):
+    rows, scores, labels = [], {n: [] for n in (*scan_lib.SIGNALS, "combined")}, []
+    found_target = []
+    for name, row in results.items():
+        mode, target = row["truth"]
+        targets, combined, signal_p = rederive(row)
+        flagged = bool(targets)
+        correct = ("clean" if mode == "clean" else
+                   "yes" if mode == "all2one" and targets and targets[0] == target else
+                   "-" if mode == "all2all" else "no")
+        if mode == "all2one" and flagged:
+            found_target.append(targets[0] == target)
+        rows.append(
+            f"| {name} | {row['architecture']} | {row['dataset']} | "
+            f"{mode}{'' if target is None or mode != 'all2one' else f' -> {target}'} | "
+            f"{'BACKDOORED' if flagged else 'clean'} | {targets or '-'} | {correct} | "
+            f"{combined.min():.2g} | "
+            + " | ".join(f"{signal_p[n]:.2g}" if n in signal_p else "-"
+                         for n in scan_lib.SIGNALS)
+            + f" | {row['seconds']['total']:.0f} |")
+        labels.append(mode != "clean")
+        for n in scan_lib.SIGNALS:
+            scores[n].append(_score(signal_p.get(n, 1.0)))
+        scores["combined"].append(_score(combined.min()))
+    areas = {n: auroc(s, labels) for n, s in scores.items()}
+    clean = [n for n, r in results.items() if r["truth"][0] == "clean"]
+    false_pos = [n for n in clean if rederive(results[n])[0]]
+    all2one = [n for n, r in results.items() if r["truth"][0] == "all2one"]
+    missed = [n for n in all2one
+              if rederive(results[n])[0][:1] != [results[n]["truth"][1]]]
+    slow = [n for n, r in results.items() if r["seconds"]["total"] > 300]
+    machines = sorted({r["machine"] for r in results.values()})
+    settings = sorted({json.dumps(r["settings"], sort_keys=True) for r in results.values()})
+    text = "\n".join([
+        "# The data-free scan on the zoo",
+        "",
+        "`kcc.scan.scan` on every zoo model (no image from any dataset is used; the truth column",
+        "is read from the sidecars). Made by",
+        "",
+        "    KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax \\",
+        "        python benchmarks/scan_zoo.py --flagfile=flags/scan_cpu.flags",
+        "",
+        f"Settings: {'; '.join(settings)}. Machine: {'; '.join(machines)}.",
+        f"Verdict rule (fixed in `kcc/scan/__init__.py`): combined p-value below "
+        f"{scan_lib.ALPHA:g}; each signal's column is its smallest p-value over the classes.",
+        "",
+        "| model | architecture | dataset | truth | verdict | targets found | target right? | "
+        "p | p max margin | p local trigger | p global trigger | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "AUROC over these models (backdoored = any attack; score = -log10 of the smallest "
+        "p-value): " + ", ".join(f"{n.replace('_', ' ')} {a:.3f}" for n, a in areas.items())
+        + ".",
+        "",
+        f"Bars: every all-to-one model flagged with its true target: "
+        f"{'met' if not missed else 'MISSED on ' + ', '.join(missed)} ({len(all2one)} models); "
+        f"no clean model flagged: {'met' if not false_pos else 'MISSED on ' + ', '.join(false_pos)}"
+        f" ({len(clean)} clean models); at most 300 s per model: "
+        f"{'met' if not slow else 'MISSED on ' + ', '.join(slow)}.",
+        f"Target-class accuracy on the flagged all-to-one models: "
+        f"{sum(found_target)}/{len(found_target)}.",
+        "",
+    ])
+    saving.write_text(text, zoo.output("scan_zoo.md"))
+    _plot(scores, labels, areas)
+
+
+def _plot(scores, labels, areas):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[report]'): no ROC figure")
+        return
+    labels = np.asarray(labels, bool)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, s in scores.items():
+        s = np.asarray(s)
+        cuts = np.concatenate([[np.inf], np.sort(np.unique(s))[::-1], [-np.inf]])
+        tpr = [np.mean(s[labels] >= c) if labels.any() else 0 for c in cuts]
+        fpr = [np.mean(s[~labels] >= c) if (~labels).any() else 0 for c in cuts]
+        ax.plot(fpr, tpr, drawstyle="steps-post", marker=".",
+                label=f"{name.replace('_', ' ')} (AUROC {areas[name]:.2f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false-positive rate (clean models flagged)")
+    ax.set_ylabel("true-positive rate (backdoored models flagged)")
+    ax.set_title("kcc.scan on the zoo")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(zoo.output("scan_roc.png"), dpi=120)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    path = zoo.output("scan_zoo.json")
+    results = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    names = _MODELS.value or sorted(os.path.basename(p)[:-len(".json")]
+                                    for p in glob.glob(os.path.join(zoo.ZOO, "*.json")))
+    settings = _settings()
+    for name in ([] if _TABLE_ONLY.value else names):
+        if name in results and results[name]["settings_asked"] == settings:
+            continue
+        with open(os.path.join(zoo.ZOO, f"{name}.json")) as f:
+            sidecar = json.load(f)
+        model = intake.load_image_classifier(os.path.join(zoo.ZOO, f"{name}.keras"))
+        print(f"== {name}", flush=True)
+        report = scan_lib.scan(model, **settings)
+        print(report.verdict(), flush=True)
+        results[name] = {
+            **report.to_dict(), "settings_asked": settings, "truth": truth(sidecar),
+            "architecture": sidecar.get("architecture", "resnet18"),
+            "dataset": sidecar["dataset"], "machine": zoo.machine(),
+        }
+        saving.write_json(dict(sorted(results.items())), path)
+        write_report(results)
+    if results:
+        write_report(results)
+
+
+if __name__ == "__main__":
+    app.run(main)

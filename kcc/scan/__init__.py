@@ -1,0 +1,321 @@
+"""Data-free backdoor scan: is a classifier backdoored, which class is the target, what is the
+trigger? `scan(model) -> ScanReport`; the command line is `python -m kcc.scan`.
+
+No image from any dataset is touched. Two independent signals, each a plain function:
+
+1. **Maximum margin** (`kcc.scan.max_margin`, MM-BD): per class, the largest logit margin that
+   optimised inputs reach from uniform noise.
+2. **Trigger inversion** (`kcc.scan.inversion`, Neural Cleanse-style) on images synthesised
+   from the model's own BatchNorm statistics (`kcc.synthesis`): per class, the smallest local
+   (mask and pattern) and global (additive) triggers that send the other classes' images to
+   it, and how many held-aside synthetic images each trigger flips.
+
+Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the inverse
+of a trigger's size, `trigger_statistic`), and `kcc.scan.anomaly.p_values` tests it as MM-BD
+does (a gamma null fitted to the other classes, an order-statistic p-value, step-down for
+several targets). A class's combined p-value is the Bonferroni combination of its p-values over
+the signals that ran (`min(1, S * min_s p_s)` for `S` signals), and the model is reported as
+backdoored when some class's combined p-value is below `ALPHA`; those classes are the
+suspected targets.
+
+How `ALPHA` and the budgets were chosen is recorded in `benchmarks/results/scan_zoo.md`: on
+the zoo's models (clean and infected, CIFAR-10 and GTSRB), never on test labels.
+
+All-to-all backdoors (class `c` to `c + 1`) have no single target: every class is the target of
+one source class, so no class stands out in either signal and the scan reports no target (the
+zoo's all-to-all models are in the evidence). A model with several all-to-one targets can be
+reported with several target classes.
+"""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from kcc import synthesis
+from kcc import training
+from kcc.scan import anomaly
+from kcc.scan import inversion
+from kcc.scan import max_margin
+from kcc.scan.inversion import Trigger
+
+#: Level of the combined test: a class whose combined p-value is below it is a suspected target.
+ALPHA = 0.05
+#: A class's statistic must be at least this many times the median of the other classes' for
+#: a p-value below 1 (`kcc.scan.anomaly.p_values`): an effect size, not only a significance.
+MIN_RATIO = 1.5
+#: Classes above which trigger inversion runs only on the `MAX_INVERTED` classes with the
+#: largest margins (its cost grows with the number of classes it inverts).
+MAX_INVERTED = 10
+#: Images per step of the margin ascent, over all classes; with more classes each gets fewer.
+MARGIN_BATCH = 512
+
+SIGNALS = ("max_margin", "local_trigger", "global_trigger")
+#: Named budgets of `scan`: "full" is its defaults (MM-BD's 30 images x 300 steps), "cpu" what
+#: `flags/scan_cpu.flags` sets (a width-16 ResNet-18 in minutes on 2 CPU cores).
+BUDGETS = {
+    "full": dict(margin_images=30, margin_steps=300, num_images=256, synthesis_steps=200,
+                 inversion_steps=300, inversion_batch_size=32),
+    "cpu": dict(margin_images=5, margin_steps=100, num_images=64, synthesis_steps=100,
+                inversion_steps=100, inversion_batch_size=8),
+}
+
+
+@dataclasses.dataclass
+class ScanReport:
+    """What `scan` found.
+
+    Attributes:
+        backdoored: whether some class's combined p-value is below `alpha`.
+        target_classes: suspected target classes, most suspicious first (empty when clean).
+        p_value: the smallest combined p-value over the classes (the verdict's).
+        alpha: the level used.
+        per_class: one dict per class: each signal's statistic and p-value, the inverted
+            triggers' sizes and held-aside flip rates, and the combined p-value.
+        triggers: `{"local": [Trigger], "global": [Trigger]}` for the inverted classes.
+        notes: what the scan could not do or did differently, in words.
+        seconds: wall time per stage and in total.
+        settings: the budget used.
+    """
+
+    backdoored: bool
+    target_classes: list
+    p_value: float
+    alpha: float
+    per_class: list
+    triggers: dict
+    notes: list
+    seconds: dict
+    settings: dict
+
+    def trigger(self, target):
+        """The inverted trigger of `target` that the scan found most anomalous (local or
+        global), or None when no trigger was inverted for it."""
+        row = self.per_class[target]
+        candidates = [(row.get(f"{kind}_trigger_p", 1.0), kind) for kind in inversion.KINDS
+                      if self._find(kind, target) is not None]
+        if not candidates:
+            return None
+        return self._find(min(candidates)[1], target)
+
+    def _find(self, kind, target):
+        for t in self.triggers.get(kind, []):
+            if t.target == target:
+                return t
+        return None
+
+    def verdict(self):
+        """The scan's conclusion in one line."""
+        if not self.backdoored:
+            return (f"No backdoor found: no class stands out (smallest p-value "
+                    f"{self.p_value:.3g}, flagged below {self.alpha:g}).")
+        targets = ", ".join(f"{c} (p = {self.per_class[c]['p']:.3g})"
+                            for c in self.target_classes)
+        return f"BACKDOORED: suspected target class(es) {targets}."
+
+    def to_dict(self, trigger_paths=()):
+        """A JSON-serialisable dict (triggers as file paths)."""
+        return {
+            "backdoored": self.backdoored,
+            "target_classes": self.target_classes,
+            "p_value": self.p_value,
+            "alpha": self.alpha,
+            "verdict": self.verdict(),
+            "per_class": self.per_class,
+            "triggers": list(trigger_paths),
+            "notes": self.notes,
+            "seconds": self.seconds,
+            "settings": self.settings,
+        }
+
+
+def trigger_statistic(size):
+    """A trigger's suspicion: the inverse of its size (mask pixels or perturbation L2 norm), as
+    Neural Cleanse ranks classes by their masks' L1 norms. The held-aside flip rate is reported
+    beside it but not used: on the few held-aside images of a CPU budget it varies more between
+    the classes of a clean model (0.4-1.0 on the zoo's) than it tells about a backdoor."""
+    return 1.0 / max(float(size), 1e-6)
+
+
+def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_steps=200,
+         inversion_steps=300, inversion_batch_size=32, seed=0, verbose=True, images=None):
+    """Scans a classifier for a backdoor without data (see the module docstring).
+
+    Args:
+        model: a Keras classifier on [0, 1] images `(B, H, W, C)` producing logits `(B, K)`
+            (not modified).
+        margin_images: images per class of the margin ascent (MM-BD: 30); with more than
+            `MARGIN_BATCH // margin_images` classes, `MARGIN_BATCH // K` (at least 1).
+        margin_steps: Adam steps of the margin ascent (MM-BD: 300).
+        num_images: synthetic images for trigger inversion: half to fit the triggers on, half
+            held aside to measure their flip rates.
+        synthesis_steps: Adam steps per synthetic batch (`kcc.synthesis`).
+        inversion_steps: Adam steps of trigger inversion.
+        inversion_batch_size: images per inversion step (each stamped with every trigger).
+        seed: seeds every random start.
+        verbose: print each stage and its progress.
+        images: synthetic images `(N, H, W, C)` already made from the model's BatchNorm
+            statistics (e.g. by `kcc.recipe`, which needs them too); the first `num_images`
+            are used and none are synthesised here. Default: synthesised here.
+
+    Returns:
+        a `ScanReport`.
+
+    Raises:
+        ValueError: the model is not an image classifier with at least two classes.
+    """
+    num_classes = check_model(model)
+    say = print if verbose else (lambda *a, **k: None)
+    notes, seconds, stats = [], {}, {}
+    start = time.time()
+    per_class_images = max(1, min(margin_images, MARGIN_BATCH // num_classes))
+    if per_class_images < margin_images:
+        notes.append(f"{num_classes} classes: the margin ascent uses {per_class_images} "
+                     f"image(s) per class instead of {margin_images}.")
+    stages = 3 if synthesis.batchnorm_layers(model) else 1
+    say(f"[1/{stages}] maximum margin per class ({num_classes} classes x {per_class_images} "
+        f"images, {margin_steps} steps)")
+    stats["max_margin"] = max_margin.max_margin(model, per_class_images, margin_steps,
+                                                seed=seed, verbose=verbose)
+    seconds["max_margin"] = time.time() - start
+
+    triggers = {}
+    if stages == 1:
+        notes.append("The model has no BatchNormalization layer, so no synthetic images can be "
+                     "made from its statistics: trigger inversion did not run; the verdict "
+                     "rests on the maximum margin alone.")
+    else:
+        candidates = np.arange(num_classes)
+        if num_classes > MAX_INVERTED:
+            candidates = np.sort(np.argsort(-stats["max_margin"])[:MAX_INVERTED])
+            notes.append(f"{num_classes} classes: triggers were inverted for the "
+                         f"{MAX_INVERTED} classes with the largest margins only "
+                         f"({', '.join(map(str, candidates))}).")
+        t = time.time()
+        if images is None:
+            say(f"[2/3] synthesising {num_images} images from the BatchNorm statistics "
+                f"({synthesis_steps} steps)")
+            images, _, _ = synthesis.synthesize(model, num_images, synthesis_steps,
+                                                batch_size=min(num_images, 256), seed=seed,
+                                                verbose=verbose)
+        else:
+            say(f"[2/3] using {min(num_images, len(images))} synthetic images given")
+            images = np.asarray(images[:num_images], np.float32)
+        labels = training.predict_labels(model, images)
+        seconds["synthesis"] = time.time() - t
+        t = time.time()
+        half = len(images) // 2
+        say(f"[3/3] inverting a local and a global trigger for {len(candidates)} classes "
+            f"({inversion_steps} steps, {half} images; {len(images) - half} held aside)")
+        inverted = inversion.invert_triggers(model, images[:half], labels[:half],
+                                             steps=inversion_steps,
+                                             batch_size=inversion_batch_size, seed=seed,
+                                             classes=candidates, verbose=verbose)
+        for kind in inversion.KINDS:
+            inversion.flip_rates(model, inverted[kind], images[half:], labels[half:])
+            full = np.zeros(num_classes)
+            for trig in inverted[kind]:
+                full[trig.target] = trigger_statistic(trig.size)
+            stats[f"{kind}_trigger"] = full
+        triggers = inverted
+        seconds["inversion"] = time.time() - t
+
+    p = {}
+    for name, values in stats.items():
+        p[name], _ = anomaly.p_values(values, ALPHA, min_ratio=MIN_RATIO)
+    combined = np.minimum(1.0, len(p) * np.min(np.stack(list(p.values())), axis=0))
+    order = np.argsort(combined, kind="stable")
+    targets = [int(c) for c in order if combined[c] < ALPHA]
+    per_class = []
+    for c in range(num_classes):
+        row = {"class": c}
+        for name in stats:
+            row[name] = float(stats[name][c])
+            row[f"{name}_p"] = float(p[name][c])
+        for kind, found in triggers.items():
+            for trig in found:
+                if trig.target == c:
+                    row[f"{kind}_trigger_size"] = trig.size
+                    row[f"{kind}_trigger_flip_rate"] = trig.flip_rate
+        row["p"] = float(combined[c])
+        per_class.append(row)
+    seconds["total"] = time.time() - start
+    return ScanReport(
+        backdoored=bool(targets), target_classes=targets, p_value=float(combined.min()),
+        alpha=ALPHA, per_class=per_class, triggers=triggers, notes=notes,
+        seconds={k: round(v, 1) for k, v in seconds.items()},
+        settings={"margin_images": per_class_images, "margin_steps": margin_steps,
+                  "num_images": num_images, "synthesis_steps": synthesis_steps,
+                  "inversion_steps": inversion_steps,
+                  "inversion_batch_size": inversion_batch_size, "seed": seed,
+                  "signals": list(stats)},
+    )
+
+
+def check_model(model):
+    """The number of classes of an image classifier; `ValueError` for anything else."""
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            "The scan needs an image classifier with one input of shape (batch, height, width, "
+            "channels) with 1, 3 or 4 channels. Received inputs "
+            f"{[tuple(i.shape) for i in inputs]}.")
+    if None in tuple(inputs[0].shape[1:]):
+        raise ValueError("The scan needs a fixed input size (height, width, channels). Received "
+                         f"{tuple(inputs[0].shape)}.")
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise ValueError("The scan needs one output of class scores (batch, classes). Received "
+                         f"outputs {[tuple(o.shape) for o in outputs]}.")
+    num_classes = int(outputs[0].shape[-1])
+    if num_classes < 2:
+        raise ValueError(f"The model has {num_classes} output class: a single-class model has "
+                         "no target class to send images to, so there is nothing to scan.")
+    return num_classes
+
+
+def save_triggers(report, folder, scale=8):
+    """Writes every inverted trigger as a PNG (upscaled `scale` times, so a person can see it)
+    and all of them in one `.npz`; returns the paths written.
+
+    A local trigger's PNG is its pattern shown through its mask (`mask * pattern` on black); a
+    global trigger's is its perturbation mapped to [0, 1] around mid-grey.
+    """
+    from PIL import Image
+
+    from kcc import saving
+
+    os.makedirs(folder, exist_ok=True)
+    paths, arrays = [], {}
+    for kind, found in report.triggers.items():
+        for trig in found:
+            if kind == "local":
+                picture = trig.mask * trig.pattern
+                arrays[f"local_{trig.target}_mask"] = trig.mask
+            else:
+                peak = max(float(np.abs(trig.pattern).max()), 1e-6)
+                picture = 0.5 + 0.5 * trig.pattern / peak
+            arrays[f"{kind}_{trig.target}_pattern"] = trig.pattern
+            picture = np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8)
+            if picture.shape[-1] == 1:
+                picture = picture[..., 0]
+            image = Image.fromarray(picture).resize(
+                (picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST)
+            path = os.path.join(folder, f"trigger_{kind}_class{trig.target}.png")
+            saving.write_bytes(_png(image), path, overwrite=True)
+            paths.append(path)
+    npz = os.path.join(folder, "triggers.npz")
+    saving.write_npz(arrays, npz)
+    return [npz, *paths]
+
+
+def _png(image):
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+__all__ = ["ALPHA", "BUDGETS", "MIN_RATIO", "ScanReport", "Trigger", "check_model", "save_triggers",
+           "scan", "trigger_statistic"]

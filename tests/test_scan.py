@@ -1,0 +1,185 @@
+"""The data-free scan: a planted trigger is found with its target, its clean twin is not flagged.
+
+The models are trained inside the test on `tests.planted`'s 8-class task, so the test needs no
+dataset and takes seconds per model.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kcc import scan as scan_lib
+from kcc.scan import anomaly
+from kcc.scan import inversion
+from kcc.scan import max_margin
+from tests import backends
+from tests.planted import CLASSES, PATCH, PATCH_COLS, PATCH_ROWS, TARGET, stamp, task, train
+
+BUDGET = dict(margin_images=10, margin_steps=200, num_images=96, synthesis_steps=80,
+              inversion_steps=120, inversion_batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"backdoored": train(True), "clean": train(False)}
+
+
+@pytest.fixture(scope="module")
+def reports(models):
+    return {name: scan_lib.scan(model, verbose=False, **BUDGET) for name, model in models.items()}
+
+
+def test_the_planted_backdoor_works(models):
+    x, y = task(500, seed=7)
+    keep = y != TARGET
+    for name, model in models.items():
+        acc = np.mean(np.argmax(model.predict(x, verbose=0), -1) == y)
+        asr = np.mean(np.argmax(model.predict(stamp(x[keep]), verbose=0), -1) == TARGET)
+        assert acc > 0.95, name
+        assert (asr > 0.95) if name == "backdoored" else (asr < 0.3), (name, asr)
+
+
+def test_scan_flags_the_backdoor_and_names_its_target(reports):
+    report = reports["backdoored"]
+    assert report.backdoored and report.target_classes == [TARGET], report.per_class
+    assert report.p_value < scan_lib.ALPHA
+    assert report.per_class[TARGET]["p"] == report.p_value
+
+
+def test_scan_does_not_flag_the_clean_twin(reports):
+    report = reports["clean"]
+    assert not report.backdoored and report.target_classes == [], report.per_class
+    assert report.p_value >= scan_lib.ALPHA
+
+
+def test_inverted_trigger_overlaps_the_planted_patch(reports):
+    local = [t for t in reports["backdoored"].triggers["local"] if t.target == TARGET][0]
+    mask = local.mask[..., 0]
+    true = np.zeros_like(mask, bool)
+    true[PATCH_ROWS, PATCH_COLS] = True
+    top = np.argsort(mask.ravel())[::-1][:PATCH * PATCH]
+    overlap = true.ravel()[top].mean()
+    assert overlap >= 0.5, (overlap, np.round(mask, 2))
+    assert local.flip_rate > 0.8
+
+
+def test_per_class_rows_and_trigger_files(reports, tmp_path):
+    report = reports["backdoored"]
+    assert len(report.per_class) == CLASSES
+    for row in report.per_class:
+        for name in scan_lib.SIGNALS:
+            assert np.isfinite(row[name]) and 0.0 <= row[f"{name}_p"] <= 1.0
+        assert row["local_trigger_size"] > 0 and 0.0 <= row["local_trigger_flip_rate"] <= 1.0
+    paths = scan_lib.save_triggers(report, str(tmp_path))
+    assert len(paths) == 1 + 2 * CLASSES and all(os.path.isfile(p) for p in paths)
+    stored = np.load(paths[0])
+    local = [t for t in report.triggers["local"] if t.target == TARGET][0]
+    np.testing.assert_array_equal(stored[f"local_{TARGET}_mask"], local.mask)
+    json.dumps(report.to_dict(paths))  # serialisable
+
+
+def test_anomaly_test_flags_one_outlier_and_not_a_spread():
+    rng = np.random.default_rng(0)
+    null = rng.gamma(8.0, 2.0, 10)
+    p, flagged = anomaly.p_values(null)
+    assert flagged == [] and p.min() > 0.05
+    spiked = null.copy()
+    spiked[4] = 10 * null.max()
+    p, flagged = anomaly.p_values(spiked)
+    assert flagged == [4] and p[4] < 1e-3
+    two = spiked.copy()
+    two[7] = 9 * null.max()
+    assert anomaly.p_values(two)[1] == [4, 7]
+
+
+def test_max_margin_rejects_empty_budgets(models):
+    with pytest.raises(ValueError, match="images_per_class >= 1"):
+        max_margin.max_margin(models["clean"], images_per_class=0, steps=1)
+
+
+def test_trigger_apply_keeps_pixels_in_range():
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype("float32")
+    local = inversion.Trigger("local", 0, np.ones((4, 4, 3), "float32"),
+                              np.zeros((4, 4, 1), "float32"))
+    np.testing.assert_array_equal(local.apply(x), x)
+    glob = inversion.Trigger("global", 0, np.full((4, 4, 3), 0.8, "float32"))
+    assert glob.apply(x).max() <= 1.0
+
+
+def test_bad_models_get_clear_errors():
+    dense = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="image classifier"):
+        scan_lib.check_model(dense)
+    single = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                               keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="single-class"):
+        scan_lib.check_model(single)
+
+
+def test_model_without_batchnorm_runs_the_margin_signal_only():
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.Flatten(), keras.layers.Dense(5)])
+    report = scan_lib.scan(plain, margin_images=2, margin_steps=3, verbose=False)
+    assert report.settings["signals"] == ["max_margin"]
+    assert any("no BatchNormalization" in n for n in report.notes)
+
+
+def test_command_line_json(models, tmp_path):
+    path = str(tmp_path / "suspect.keras")
+    models["backdoored"].save(path)
+    out = tmp_path / "out"
+    flags = [f"--{k}={v}" for k, v in BUDGET.items()]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kcc.scan", f"--model={path}", "--json", f"--output_dir={out}",
+         *flags], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    for key in ("backdoored", "target_classes", "p_value", "per_class", "triggers", "seconds"):
+        assert key in result
+    assert result["backdoored"] and result["target_classes"] == [TARGET]
+    assert all(os.path.isfile(p) for p in result["triggers"])
+    assert os.path.isfile(out / "scan.json")
+
+
+def test_command_line_refuses_a_missing_model(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kcc.scan", f"--model={tmp_path / 'nope.keras'}"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_both_backends_run_the_scan(backend):
+    result = backends.run(backend, """
+        import json, keras, numpy as np
+        from kcc import scan
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 3))
+        h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        model = keras.Model(inputs, keras.layers.Dense(4)(h))
+        r = scan.scan(model, margin_images=2, margin_steps=3, num_images=8, synthesis_steps=2,
+                      inversion_steps=3, inversion_batch_size=4, verbose=False)
+        print(json.dumps({"rows": len(r.per_class), "signals": r.settings["signals"],
+                          "p": r.p_value}))
+    """)
+    assert result["rows"] == 4 and len(result["signals"]) == 3 and 0 <= result["p"] <= 1
+
+
+def test_budgets_match_the_flagfile_and_the_defaults():
+    import inspect
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "flags", "scan_cpu.flags")) as f:
+        preset = dict(line.strip()[2:].split("=") for line in f if line.startswith("--"))
+    assert {k: int(v) for k, v in preset.items()} == scan_lib.BUDGETS["cpu"]
+    defaults = {k: p.default for k, p in inspect.signature(scan_lib.scan).parameters.items()}
+    assert {k: defaults[k] for k in scan_lib.BUDGETS["full"]} == scan_lib.BUDGETS["full"]
