@@ -85,6 +85,33 @@ def _score(p):
     return -np.log10(max(p, 1e-300))
 
 
+DISCUSSION = [
+    "## How the rule was chosen, and what it misses",
+    "",
+    "* **Chosen on two zoo models and a planted test model, then fixed.** The statistics, the",
+    "  effect-size floor (`MIN_RATIO` 1.5) and the CPU budget were settled on `badnets_all2one`,",
+    "  `clean` and the planted model of `tests/test_scan.py` (which models are backdoored comes",
+    "  from the sidecars; no test label is read), then every other zoo model was scanned with the",
+    "  rule unchanged. Two changes came from that tuning: the trigger statistic is 1 / size",
+    "  (Neural Cleanse's mask norm) rather than held-aside flip rate / size, because with 32",
+    "  held-aside images the flip rates of a clean model's classes ranged 0.4-1.0 and made two of",
+    "  `clean`'s classes look like targets; and the floor, because a gamma fitted to tightly",
+    "  clustered statistics has a thin tail that made a class 5% above the others significant.",
+    "  `ALPHA` is the conventional 0.05, not tuned.",
+    "* **Input-aware triggers are missed.** InputAware makes a different trigger for every image,",
+    "  so there is no small universal patch or perturbation to invert and, at this budget, no",
+    "  class reaches an outlying margin (class 0's is the second-lowest of the ten on",
+    "  `inputaware_all2one`). MM-BD reports detecting InputAware with its full budget (30 images",
+    "  x 300 steps per class); that budget was not run here.",
+    "* **All-to-all has no single target.** Every class is some other class's target, so no",
+    "  class stands out in any signal and the scan reports no target (it does not say",
+    "  \"all-to-all\"); the all-to-all rows count as missed detections in the AUROC over all models.",
+    "* **Few clean models.** Two clean ResNet-18s (one per weight-decay recipe) are not enough to",
+    "  estimate a false-positive rate; the zoo issue's VGG-19-BN, MobileNetV2 and second-seed",
+    "  clean models are still training.",
+]
+
+
 def write_report(results):
     rows, scores, labels = [], {n: [] for n in (*scan_lib.SIGNALS, "combined")}, []
     found_target = []
@@ -110,6 +137,9 @@ def write_report(results):
             scores[n].append(_score(signal_p.get(n, 1.0)))
         scores["combined"].append(_score(combined.min()))
     areas = {n: auroc(s, labels) for n, s in scores.items()}
+    single = np.array([r["truth"][0] != "all2all" for r in results.values()])
+    areas_single = {n: auroc(np.asarray(s)[single], np.asarray(labels)[single])
+                    for n, s in scores.items()}
     clean = [n for n, r in results.items() if r["truth"][0] == "clean"]
     false_pos = [n for n in clean if rederive(results[n])[0]]
     all2one = [n for n, r in results.items() if r["truth"][0] == "all2one"]
@@ -139,6 +169,8 @@ def write_report(results):
         "AUROC over these models (backdoored = any attack; score = -log10 of the smallest "
         "p-value): " + ", ".join(f"{n.replace('_', ' ')} {a:.3f}" for n, a in areas.items())
         + ".",
+        "Without the all-to-all models (all-to-one against clean): "
+        + ", ".join(f"{n.replace('_', ' ')} {a:.3f}" for n, a in areas_single.items()) + ".",
         "",
         f"Bars: every all-to-one model flagged with its true target: "
         f"{'met' if not missed else 'MISSED on ' + ', '.join(missed)} ({len(all2one)} models); "
@@ -147,6 +179,8 @@ def write_report(results):
         f"{'met' if not slow else 'MISSED on ' + ', '.join(slow)}.",
         f"Target-class accuracy on the flagged all-to-one models: "
         f"{sum(found_target)}/{len(found_target)}.",
+        "",
+        *DISCUSSION,
         "",
     ])
     saving.write_text(text, zoo.output("scan_zoo.md"))
