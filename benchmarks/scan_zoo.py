@@ -18,6 +18,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from kcc import flag_groups
 from kcc import intake
 from kcc import saving
 from kcc import scan as scan_lib
@@ -27,20 +28,11 @@ import zoo  # benchmarks/zoo.py, beside this script
 
 _MODELS = flags.DEFINE_list("models", None, "Zoo entries to scan (default: every one).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only re-derive the tables and figure.")
-_MARGIN_IMAGES = flags.DEFINE_integer("margin_images", 30, "See `python -m kcc.scan --help`.")
-_MARGIN_STEPS = flags.DEFINE_integer("margin_steps", 300, "See `python -m kcc.scan --help`.")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 256, "See `python -m kcc.scan --help`.")
-_SYNTHESIS_STEPS = flags.DEFINE_integer("synthesis_steps", 200, "See `kcc.scan --help`.")
-_INVERSION_STEPS = flags.DEFINE_integer("inversion_steps", 300, "See `kcc.scan --help`.")
-_INVERSION_BATCH = flags.DEFINE_integer("inversion_batch_size", 32, "See `kcc.scan --help`.")
-_SEED = flags.DEFINE_integer("seed", 0, "See `python -m kcc.scan --help`.")
+_BUDGET = flag_groups.scan_budget()  # as `python -m kcc.scan`
 
 
 def _settings():
-    return {"margin_images": _MARGIN_IMAGES.value, "margin_steps": _MARGIN_STEPS.value,
-            "num_images": _NUM_IMAGES.value, "synthesis_steps": _SYNTHESIS_STEPS.value,
-            "inversion_steps": _INVERSION_STEPS.value,
-            "inversion_batch_size": _INVERSION_BATCH.value, "seed": _SEED.value}
+    return {name: holder.value for name, holder in _BUDGET.items()}
 
 
 def truth(sidecar):
@@ -105,7 +97,8 @@ DISCUSSION = [
     "  x 300 steps per class); that budget was not run here.",
     "* **All-to-all has no single target.** Every class is some other class's target, so no",
     "  class stands out in any signal and the scan reports no target (it does not say",
-    "  \"all-to-all\"); the all-to-all rows count as missed detections in the AUROC over all models.",
+    "  \"all-to-all\"); the all-to-all rows count as missed detections in the AUROC over all",
+    "  models.",
     "* **Few clean models.** Two clean ResNet-18s (one per weight-decay recipe) are not enough to",
     "  estimate a false-positive rate; the zoo issue's VGG-19-BN, MobileNetV2 and second-seed",
     "  clean models are still training.",

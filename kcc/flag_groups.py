@@ -98,3 +98,36 @@ def positive(*holders):
     """Checks number flags at parse time: each unset or greater than 0."""
     for holder in holders:
         flags.register_validator(holder, lambda v: v is None or v > 0, "must be greater than 0")
+
+
+def scan_budget():
+    """`--margin_images`, `--margin_steps`, `--num_images`, `--synthesis_steps`,
+    `--inversion_steps`, `--inversion_batch_size`, `--seed`: the budget of `kcc.scan.scan`,
+    defaulting to its `BUDGETS["full"]`.
+
+    Returns:
+        `{scan keyword argument: flag holder}`.
+    """
+    from kcc import scan
+
+    full = scan.BUDGETS["full"]
+    helps = {
+        "margin_images": "Random starting images per class for the maximum-margin signal (MM-BD: "
+                         "30). With many classes each gets fewer, so that one step stays within "
+                         "512 images.",
+        "margin_steps": "Optimisation steps of the maximum-margin signal (MM-BD: 300).",
+        "num_images": "Synthetic images made from the model's own BatchNorm statistics (no real "
+                      "data): half to reverse-engineer triggers on, half held aside to measure "
+                      "how many each trigger flips.",
+        "synthesis_steps": "Optimisation steps of the synthetic images.",
+        "inversion_steps": "Optimisation steps of trigger inversion (a local patch and an "
+                           "image-wide perturbation per class, all classes at once).",
+        "inversion_batch_size": "Synthetic images per inversion step; each is stamped with "
+                                "every class's two triggers.",
+    }
+    holders = {name: flags.DEFINE_integer(name, full[name], text,
+                                          lower_bound=4 if name == "num_images" else 1)
+               for name, text in helps.items()}
+    holders["seed"] = flags.DEFINE_integer(
+        "seed", 0, "Seed of every random start: same flags, same scan.")
+    return holders

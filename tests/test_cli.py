@@ -20,7 +20,7 @@ from kcc import verdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = ("cpu_feature_guard", "absl::InitializeLog", "WARNING:tensorflow", "retracing",
          "Unable to initialize backend", "Traceback")
-TINY = ["--cr=2", "--num_images=16", "--synthesis_steps=2", "--synthesis_batch_size=16",
+TINY = ["--recipe=paper", "--cr=2", "--num_images=16", "--synthesis_steps=2", "--synthesis_batch_size=16",
         "--epochs=1", "--batch_size=16", "--pgd_steps=1"]
 
 
@@ -81,7 +81,8 @@ def files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("tool, spelling, groups", [
-    ("purify", "--help", ["model", "compression", "synthesis (no real data)", "distillation",
+    ("purify", "--help", ["model", "compression", "scan (kcc recipe)", "synthesis (no real data)",
+                          "distillation",
                           "evaluation (only measured on)", "output"]),
     ("inspect", "-h", ["report"]),
     ("attack", "--helpshort", ["attack", "data and model", "training", "output"]),
@@ -101,7 +102,7 @@ def test_help_lists_every_flag_by_group(tool, spelling, groups):
     assert "--flagfile=FILE" in text and "--verbosity=N" in text
     if tool == "purify":
         assert ("presets (pass with --flagfile=FILE):\n  flags/purify_cpu.flags\n"
-                "      C&C on a 2-core") in text
+                "      kcc's recipe (the default) on a 2-core") in text
         assert verdict.LEGEND.split(".")[0] in " ".join(text.split())
         assert "0 to keep every rank" in text  # --help says what the --cr validator says
     assert not any(noise in proc.stderr for noise in NOISE), proc.stderr
@@ -159,8 +160,14 @@ def test_purify_refuses_bad_input_in_one_line_naming_the_flag(files, tmp_path):
          r"flag --model=.*missing\.keras: no such file"),
         ([f"--model={tiny}", f"--output={out}", "--cr=1000", *evaluation],
          r"--cr=1000 cannot be reached for this model: .* the largest ratio is \d+\.\d\d\.$"),
-        ([f"--model={files / 'nobn.keras'}", f"--output={out}", *evaluation],
+        ([f"--model={files / 'nobn.keras'}", f"--output={out}", "--recipe=paper", *evaluation],
          r"no BatchNormalization layer.*--epochs=0 on the command line"),
+        ([f"--model={files / 'nobn.keras'}", f"--output={out}", *evaluation],
+         r"no BatchNormalization layer: the kcc recipe .* --recipe=paper --epochs=0"),
+        (["--tau_scale=2"], r"--tau_scale is not used by --recipe=kcc; drop it or choose the other"),
+        (["--recipe=paper", "--temperature=2", "--unlearning_weight=0"],
+         r"--temperature, --unlearning_weight are not used by --recipe=paper"),
+        (["--epochs=0"], r"--epochs=0 is the paper recipe's compression-only mode"),
     ]
     proc = _run("-c", _TRY_ALL, json.dumps([argv for argv, _ in cases]))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -200,7 +207,8 @@ def test_a_piped_purify_run_is_quiet_and_ends_with_the_verdict(files, tmp_path):
 
 
 def test_jax_start_up_is_quiet_and_verbosity_brings_the_details_back(files, tmp_path):
-    common = ["-m", "kcc.purify", f"--model={files / 'micro.keras'}", "--cr=2", "--epochs=0"]
+    common = ["-m", "kcc.purify", f"--model={files / 'micro.keras'}", "--cr=2", "--recipe=paper",
+              "--epochs=0"]
     proc = _run(*common, f"--output={tmp_path / 'a.keras'}", backend="jax")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not any(noise in proc.stderr for noise in NOISE), proc.stderr

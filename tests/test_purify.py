@@ -198,7 +198,8 @@ from kcc import purify
 results = {{}}
 for name, path in {[(c.name, c.path) for c in cases]!r}:
     flags.FLAGS.unparse_flags()
-    argv = ["kcc.purify", "--model=" + path, "--epochs=0", "--output=" + path + ".out.keras"]
+    argv = ["kcc.purify", "--model=" + path, "--recipe=paper", "--epochs=0",
+            "--output=" + path + ".out.keras"]
     err = io.StringIO()
     code = 0
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

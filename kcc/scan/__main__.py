@@ -21,29 +21,7 @@ DEFAULT_MODEL = os.path.join("examples", "zoo", "badnets_all2one.keras")
 
 _MODEL, _TRUST_SOURCE = flag_groups.suspect(DEFAULT_MODEL)
 # ----------------------------------------------------------------------------- budget
-_MARGIN_IMAGES = flags.DEFINE_integer(
-    "margin_images", 30,
-    "Random starting images per class for the maximum-margin signal (MM-BD: 30). With many "
-    "classes each gets fewer, so that one step stays within 512 images.", lower_bound=1)
-_MARGIN_STEPS = flags.DEFINE_integer(
-    "margin_steps", 300, "Optimisation steps of the maximum-margin signal (MM-BD: 300).",
-    lower_bound=1)
-_NUM_IMAGES = flags.DEFINE_integer(
-    "num_images", 256,
-    "Synthetic images made from the model's own BatchNorm statistics (no real data): half to "
-    "reverse-engineer triggers on, half held aside to measure how many each trigger flips.",
-    lower_bound=4)
-_SYNTHESIS_STEPS = flags.DEFINE_integer(
-    "synthesis_steps", 200, "Optimisation steps of the synthetic images.", lower_bound=1)
-_INVERSION_STEPS = flags.DEFINE_integer(
-    "inversion_steps", 300,
-    "Optimisation steps of trigger inversion (a local patch and an image-wide perturbation "
-    "per class, all classes at once).", lower_bound=1)
-_INVERSION_BATCH = flags.DEFINE_integer(
-    "inversion_batch_size", 32,
-    "Synthetic images per inversion step; each is stamped with every class's two triggers.",
-    lower_bound=1)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of every random start: same flags, same scan.")
+_BUDGET = flag_groups.scan_budget()
 # ----------------------------------------------------------------------------- output
 _JSON = flags.DEFINE_bool(
     "json", False,
@@ -68,8 +46,7 @@ HELP = cli.Help(
     ],
     groups=[
         ("model", [_MODEL, _TRUST_SOURCE]),
-        ("budget", [_MARGIN_IMAGES, _MARGIN_STEPS, _NUM_IMAGES, _SYNTHESIS_STEPS,
-                    _INVERSION_STEPS, _INVERSION_BATCH, _SEED]),
+        ("budget", list(_BUDGET.values())),
         ("output", [_JSON, _OUTPUT_DIR]),
     ],
     presets="scan_",
@@ -96,11 +73,7 @@ def main(argv):
     if _JSON.value:
         sys.stdout = sys.stderr  # progress goes to stderr; stdout carries the JSON only
     try:
-        report = scan_lib.scan(
-            model, margin_images=_MARGIN_IMAGES.value, margin_steps=_MARGIN_STEPS.value,
-            num_images=_NUM_IMAGES.value, synthesis_steps=_SYNTHESIS_STEPS.value,
-            inversion_steps=_INVERSION_STEPS.value,
-            inversion_batch_size=_INVERSION_BATCH.value, seed=_SEED.value)
+        report = scan_lib.scan(model, **{k: v.value for k, v in _BUDGET.items()})
         paths = scan_lib.save_triggers(report, folder) if report.triggers else []
         result = {"model": model_path, "command": cli.command_line(),
                   **report.to_dict(paths)}

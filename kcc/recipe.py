@@ -1,0 +1,197 @@
+"""Purification recipes: `purify(model, cr, recipe="kcc" | "paper")`.
+
+* `"paper"`: Clean & Compact's Algorithm 1 exactly as published (`kcc.cc.purify`): scaling and
+  truncation, synthesis from the compressed model, BN-only adversarial distillation.
+* `"kcc"` (the default): what the measurements in `benchmarks/results/cc_findings.md` and
+  `benchmarks/results/recipe.md` support. The paper's scaling costs 30-50 points of accuracy at
+  CPU scale and the ASR it removes returns once BatchNorm statistics are re-estimated, so:
+
+  1. **compression** by global truncation alone (Eq. 8, scaling off): `kcc.rewrite.compress`
+     with `tau_scale=inf`;
+  2. **synthesis** of images from the *suspect's* BatchNorm statistics (`kcc.synthesis`), a
+     share held aside for model selection;
+  3. **scan** of the suspect on those images (`kcc.scan`): suspected target classes and, for
+     every class, the smallest local and global triggers that send other images to it;
+  4. **distillation with unlearning** (`kcc.unlearning`): every weight of the compressed model
+     learns the suspect's answers on augmented synthetic images, and the same answers on those
+     images stamped with the inverted triggers (of the suspected targets; of every class when
+     the scan flagged none, so an all-to-all or missed backdoor is still unlearned). The epoch
+     kept is chosen on the held-aside synthetic images only.
+
+Neither recipe looks at `evaluation`: it is measured on after every stage and reported.
+"""
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from kcc import cc
+from kcc import metrics
+from kcc import rewrite
+from kcc import scan as scan_lib
+from kcc import synthesis
+from kcc import unlearning
+
+RECIPES = ("kcc", "paper")
+#: Share of the synthetic images held aside for choosing the epoch (never trained on).
+VALIDATION_SHARE = 0.125
+
+
+def purify(model, cr=3.0, recipe="kcc", evaluation=None, seed=0, verbose=True, **settings):
+    """Purifies and compresses a suspect classifier without data.
+
+    Args:
+        model: the suspect classifier on [0, 1] images (not modified).
+        cr: parameter compression ratio (> 1), or None to keep every rank.
+        recipe: `"kcc"` (`purify_kcc`) or `"paper"` (`kcc.cc.purify`, Algorithm 1).
+        evaluation: optional `(x, y, attack)` to report ACC/ASR/RA after every stage; never
+            used to choose anything.
+        seed: seeds every random choice.
+        verbose: progress and stage lines.
+        **settings: the chosen recipe's own arguments (see `purify_kcc`, `kcc.cc.purify`).
+
+    Returns:
+        `(purified_model, report)`: a new model and a JSON-serialisable dict (`report["recipe"]`
+        names the recipe).
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}.")
+    run = purify_kcc if recipe == "kcc" else cc.purify
+    student, report = run(model, cr=cr, evaluation=evaluation, seed=seed, verbose=verbose,
+                          **settings)
+    return student, {"recipe": recipe, **report}
+
+
+def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_batch_size=256,
+               epochs=20, batch_size=128, learning_rate=1e-3, temperature=4.0,
+               unlearning_weight=1.0, augment=True, scan_settings=None, evaluation=None,
+               seed=0, verbose=True):
+    """kcc's recipe (module docstring): truncation, scan, synthesis, distillation with unlearning.
+
+    Args:
+        model: the suspect (not modified).
+        cr: parameter compression ratio (> 1), or None for no compression.
+        num_images, synthesis_steps, synthesis_batch_size: synthetic images from the suspect's
+            BatchNorm statistics (`kcc.synthesis.synthesize`); `VALIDATION_SHARE` of them are
+            held aside.
+        epochs, batch_size, learning_rate, temperature, unlearning_weight, augment: see
+            `kcc.unlearning.distill`.
+        scan_settings: keyword arguments of `kcc.scan.scan` (its budget); None: its defaults.
+        evaluation: optional `(x, y, attack)`; only measured on.
+        seed: seeds the scan, synthesis and distillation.
+        verbose: progress and stage lines.
+
+    Returns:
+        `(purified_model, report)`.
+    """
+    if epochs < 1:
+        raise ValueError(f"The kcc recipe needs epochs >= 1 (it distils). Received {epochs}; "
+                         "for compression alone use recipe='paper' with epochs=0.")
+    synthesis.require_batchnorm(model)
+    settings = {k: v for k, v in locals().items() if k not in ("model", "evaluation")}
+    say = print if verbose else (lambda *a, **k: None)
+    stages, evaluations = {}, {}
+
+    def evaluate(name, candidate):
+        if evaluation is not None:
+            evaluations[name] = metrics.evaluate(candidate, *evaluation)
+            say(f"  {name}: " + ", ".join(f"{k.upper()} {100 * v:.2f}%" for k, v in
+                                          evaluations[name].items() if k != "n_triggered"))
+
+    evaluate("suspect", model)
+    start = time.time()
+    if cr is None:
+        student, rewrite_report = rewrite.constrain(model, math.inf)
+    else:
+        student, rewrite_report = rewrite.compress(model, cr, math.inf)
+    stages["compression"] = time.time() - start
+    say(f"[1/4] truncation: {rewrite_report.params_before:,} -> "
+        f"{rewrite_report.params_after:,} parameters ({stages['compression']:.1f} s)")
+    evaluate("compressed", student)
+
+    start = time.time()
+    say(f"[2/4] synthesising {num_images} images from the suspect's BatchNorm statistics")
+    images, _, synthesis_info = synthesis.synthesize(
+        model, num_images, synthesis_steps, batch_size=synthesis_batch_size, seed=seed,
+        verbose=verbose)
+    stages["synthesis"] = time.time() - start
+    held = max(1, int(round(VALIDATION_SHARE * len(images))))
+    validation_images, images = images[:held], images[held:]
+
+    start = time.time()
+    say("[3/4] scanning the suspect for a backdoor (kcc.scan, on the synthetic images)")
+    found = scan_lib.scan(model, seed=seed, verbose=verbose, images=images,
+                          **(scan_settings or {}))
+    triggers = unlearning_triggers(found)
+    stages["scan"] = time.time() - start
+    say(f"  {found.verdict()} Unlearning {len(triggers)} inverted trigger(s).")
+
+    start = time.time()
+    say(f"[4/4] distillation with unlearning, {epochs} epochs, all weights")
+    history, validation = unlearning.distill(
+        model, student, images, validation_images, triggers, epochs, batch_size,
+        learning_rate, temperature, unlearning_weight, augment, seed=seed, verbose=verbose)
+    stages["distillation"] = time.time() - start
+    say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
+        "images)")
+    evaluate("purified", student)
+    if evaluation is not None:  # would a user's fine-tuning bring the backdoor back?
+        probe = keras.models.clone_model(student)
+        probe.set_weights(student.get_weights())
+        reestimate_batchnorm(probe, validation_images)
+        evaluate("purified, BN re-estimated", probe)
+    report = {
+        "settings": settings,
+        "rewrite": rewrite_report.to_dict(),
+        "scan": found.to_dict(),
+        "unlearned_triggers": [{"kind": t.kind, "target": t.target, "size": t.size}
+                               for t in triggers],
+        "synthesis": synthesis_info,
+        "distillation": {
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "validation": validation.history, "chosen_epoch": validation.chosen_epoch},
+        "seconds": {k: round(v, 1) for k, v in stages.items()},
+    }
+    report["seconds"]["total"] = round(sum(stages.values()), 1)
+    if evaluation is not None:
+        report["evaluation"] = evaluations
+    return student, report
+
+
+def unlearning_triggers(report):
+    """The inverted triggers to unlearn from a `kcc.scan.ScanReport`: the suspected targets'
+    local and global triggers, or every inverted trigger when no class was flagged."""
+    chosen = []
+    for kind in ("local", "global"):
+        for trigger in report.triggers.get(kind, []):
+            if not report.backdoored or trigger.target in report.target_classes:
+                chosen.append(trigger)
+    return chosen
+
+
+def reestimate_batchnorm(model, images, batch_size=256):
+    """Sets every BatchNorm's moving statistics to those of `images` (in place): what a user's
+    later fine-tuning does first. A backdoor that only hid in stale statistics comes back.
+
+    Args:
+        model: a Keras model with BatchNormalization layers.
+        images: `(N, H, W, C)` images (e.g. synthetic); the statistics are averaged over
+            batches of `batch_size`, weighted equally.
+    """
+    from kcc import distillation
+
+    images = np.asarray(images, np.float32)
+    layers = synthesis.batchnorm_layers(model)
+    sums = [[0.0, 0.0] for _ in layers]
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    with distillation.batchnorm_momentum(model, 0.0):
+        for batch in batches:
+            model(batch, training=True)
+            for total, layer in zip(sums, layers):
+                total[0] = total[0] + np.asarray(layer.moving_mean) / len(batches)
+                total[1] = total[1] + np.asarray(layer.moving_variance) / len(batches)
+    for (mean, variance), layer in zip(sums, layers):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)

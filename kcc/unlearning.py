@@ -1,0 +1,234 @@
+"""Distillation from the suspect on synthetic images, with the inverted triggers unlearned.
+
+The student (the compressed suspect) learns the suspect's answers on clean synthetic images and
+learns to give those same answers when an inverted trigger is stamped on them:
+
+    min_S  tau^2 KL(p_T(x) || p_S(a(x)))                                    (distillation)
+         + lambda * tau^2 KL(p_T(x) || p_S(t(a(x))))                         (unlearning)
+
+with `p_M(x) = softmax(M(x) / tau)`, `x` a synthetic image, `a` a random flip and shift of it
+(the teacher answers on the same `a(x)`: `p_T(a(x))`), and `t` one of the inverted triggers
+(`kcc.scan.Trigger`), drawn at random for every image. The first term restores what truncation
+cost; the second makes the trigger carry no information, which removes the backdoor where the
+inverted trigger resembles the real one. All of the student's weights train (the factored
+convolutions' factors and cores included); BatchNorm statistics follow the synthetic batches.
+
+Everything runs inside the compiled train step (teacher, augmentation, stamping), so `fit` takes
+only the synthetic images.
+
+References: Hinton et al., "Distilling the Knowledge in a Neural Network", 2015 (the
+tempered KL); Wang et al., "Neural Cleanse", IEEE S&P 2019, Sect. 6 (unlearning an inverted
+trigger by training on stamped images with their correct answers; there with clean data and
+labels, here with synthetic images and the suspect's answers on the unstamped images).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from kcc import flops
+from kcc import progress
+
+
+def stack_triggers(triggers, image_shape):
+    """`(masks (T, H, W, 1), patterns (T, H, W, C), additive (T,))` of a list of triggers.
+
+    A local trigger stamps `(1 - m) * x + m * p`; a global one adds its perturbation `p` (its
+    mask is all zeros and `additive` is 1: `clip(x + p, 0, 1)`).
+    """
+    h, w, c = image_shape
+    masks = np.zeros((len(triggers), h, w, 1), np.float32)
+    patterns = np.zeros((len(triggers), h, w, c), np.float32)
+    additive = np.zeros(len(triggers), np.float32)
+    for i, trigger in enumerate(triggers):
+        patterns[i] = trigger.pattern
+        if trigger.kind == "local":
+            masks[i] = trigger.mask
+        else:
+            additive[i] = 1.0
+    return masks, patterns, additive
+
+
+class UnlearningDistiller(keras.Model):
+    """The loss of the module docstring as a `keras.Model`; `fit(x)` with synthetic images only.
+
+    Args:
+        teacher: the suspect (frozen, inference mode).
+        student: the model being purified (trained in place).
+        triggers: `kcc.scan.Trigger`s to unlearn (may be empty: distillation only).
+        temperature: `tau` of the KL terms.
+        unlearning_weight: `lambda`.
+        augment: random horizontal flip and shift (up to 1/8 of the side) of every image.
+        seed: seeds the augmentation and the choice of trigger.
+    """
+
+    def __init__(self, teacher, student, triggers=(), temperature=4.0, unlearning_weight=1.0,
+                 augment=True, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if temperature <= 0 or unlearning_weight < 0:
+            raise ValueError(f"Need temperature > 0 and unlearning_weight >= 0. Received "
+                             f"temperature={temperature}, unlearning_weight={unlearning_weight}.")
+        self.teacher, self.student = teacher, student
+        self.temperature, self.unlearning_weight = float(temperature), float(unlearning_weight)
+        shape = tuple(student.inputs[0].shape[1:])
+        masks, patterns, additive = stack_triggers(list(triggers), shape)
+        self.num_triggers = len(masks)
+        self.masks, self.patterns, self.additive = masks, patterns, additive
+        self.augmenter = None
+        if augment:
+            self.augmenter = keras.Sequential([
+                keras.layers.RandomFlip("horizontal", seed=seed),
+                keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=seed + 1),
+            ], name="augment")
+        self.seed_generator = keras.random.SeedGenerator(seed + 2)
+        self.distillation_tracker = keras.metrics.Mean(name="distillation")
+        self.unlearning_tracker = keras.metrics.Mean(name="unlearning")
+        self.built = True  # both models are built; the augmentation layers have no weights
+
+    def stamp(self, x):
+        """Every image of `x` with one trigger drawn at random; `x` itself without triggers."""
+        if not self.num_triggers:
+            return x
+        pick = keras.random.randint((ops.shape(x)[0],), 0, self.num_triggers,
+                                    seed=self.seed_generator)
+        m = ops.take(ops.convert_to_tensor(self.masks), pick, axis=0)
+        p = ops.take(ops.convert_to_tensor(self.patterns), pick, axis=0)
+        a = ops.take(ops.convert_to_tensor(self.additive), pick, axis=0)[:, None, None, None]
+        local = (1.0 - m) * x + m * p
+        return a * ops.clip(x + p, 0.0, 1.0) + (1.0 - a) * local
+
+    def call(self, x, training=False):
+        if self.augmenter is not None and training:
+            x = self.augmenter(x, training=True)
+        teacher = ops.stop_gradient(self.teacher(x, training=False))
+        student = self.student(x, training=training)
+        stamped = self.student(self.stamp(x), training=training) if self.num_triggers else student
+        return teacher, student, stamped
+
+    def _kl(self, teacher, student):
+        tau = self.temperature
+        p = ops.softmax(teacher / tau, axis=-1)
+        log_q = ops.log_softmax(student / tau, axis=-1)
+        log_p = ops.log_softmax(teacher / tau, axis=-1)
+        return tau * tau * ops.sum(p * (log_p - log_q), axis=-1)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        teacher, student, stamped = y_pred
+        distillation = ops.mean(self._kl(teacher, student))
+        loss = distillation
+        if self.num_triggers:
+            unlearning = ops.mean(self._kl(teacher, stamped))
+            loss = loss + self.unlearning_weight * unlearning
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        teacher, student, stamped = y_pred
+        self.distillation_tracker.update_state(self._kl(teacher, student))
+        self.unlearning_tracker.update_state(self._kl(teacher, stamped))
+        return self.get_metrics_result()
+
+
+class SyntheticValidation(keras.callbacks.Callback):
+    """After every epoch, two numbers on held-aside synthetic images, and the choice of epoch.
+
+    * `val_agreement`: share of the images on which the student's class is the teacher's
+      (how much of the suspect's clean behaviour it kept);
+    * `val_trigger_rate`: share of the images the teacher does not put in a trigger's target
+      class that the student puts there once the trigger is stamped (0 when no triggers).
+
+    At the end the student gets the weights of the epoch with the highest agreement among those
+    whose trigger rate is at most `max_trigger_rate` (or the lowest trigger rate if none is),
+    so every choice rests on synthetic images only.
+
+    Args:
+        teacher, student: as in `UnlearningDistiller`.
+        images: held-aside synthetic images `(N, H, W, C)`.
+        triggers: the `kcc.scan.Trigger`s being unlearned.
+        max_trigger_rate: the largest acceptable trigger rate.
+    """
+
+    def __init__(self, teacher, student, images, triggers=(), max_trigger_rate=0.05):
+        super().__init__()
+        self.student, self.images = student, np.asarray(images, np.float32)
+        self.triggers, self.max_trigger_rate = list(triggers), max_trigger_rate
+        self.teacher_labels = np.argmax(teacher.predict(self.images, verbose=0), -1)
+        self.history, self.best, self.best_key, self.chosen_epoch = [], None, None, None
+
+    def on_train_begin(self, logs=None):
+        self.history, self.best, self.best_key, self.chosen_epoch = [], None, None, None
+        self._consider(-1, {})
+
+    def measure(self):
+        """`(agreement, trigger_rate)` of the student now."""
+        def predict(x):
+            return np.argmax(self.student.predict(x, batch_size=512, verbose=0), -1)
+
+        agreement = float(np.mean(predict(self.images) == self.teacher_labels))
+        rates = []
+        for trigger in self.triggers:
+            keep = self.teacher_labels != trigger.target
+            if keep.any():
+                rates.append(np.mean(predict(trigger.apply(self.images[keep])) == trigger.target))
+        return agreement, float(max(rates)) if rates else 0.0
+
+    def _consider(self, epoch, logs):
+        agreement, rate = self.measure()
+        self.history.append({"epoch": epoch + 1, "agreement": agreement, "trigger_rate": rate})
+        if logs is not None:
+            logs.update(val_agreement=agreement, val_trigger_rate=rate)
+        ok = rate <= self.max_trigger_rate
+        key = (ok, agreement if ok else -rate)
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.chosen_epoch = key, epoch + 1
+            self.best = [np.array(w) for w in self.student.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._consider(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self.best is not None:
+            self.student.set_weights(self.best)
+
+
+def distill(teacher, student, images, validation_images, triggers=(), epochs=30, batch_size=128,
+            learning_rate=1e-3, temperature=4.0, unlearning_weight=1.0, augment=True,
+            max_trigger_rate=0.05, seed=0, verbose=True):
+    """Trains `student` in place by distillation with trigger unlearning (module docstring).
+
+    Args:
+        teacher: the suspect (unchanged).
+        student: the compressed model; all its weights train, and every layer keeps the
+            `trainable` flag it came with afterwards.
+        images: synthetic training images `(N, H, W, C)` in [0, 1].
+        validation_images: held-aside synthetic images for `SyntheticValidation`.
+        triggers: inverted `kcc.scan.Trigger`s to unlearn (empty: distillation only).
+        epochs, batch_size, learning_rate: Adam, cosine-decayed to 0 over the run.
+        temperature, unlearning_weight, augment: see `UnlearningDistiller`.
+        max_trigger_rate: see `SyntheticValidation`.
+        seed: seeds augmentation, trigger draws and shuffling.
+        verbose: show progress per epoch.
+
+    Returns:
+        `(history, validation)`: the Keras `History` and the `SyntheticValidation` callback
+        (its `history` and `chosen_epoch`).
+    """
+    trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(student)]
+    teacher_trainable = teacher.trainable
+    try:
+        student.trainable, teacher.trainable = True, False
+        keras.utils.set_random_seed(seed)
+        distiller = UnlearningDistiller(teacher, student, triggers, temperature,
+                                        unlearning_weight, augment, seed)
+        steps = epochs * -(-len(images) // batch_size)
+        distiller.compile(optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))
+        validation = SyntheticValidation(teacher, student, validation_images, triggers,
+                                         max_trigger_rate)
+        history = distiller.fit(
+            np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs, verbose=0,
+            callbacks=[validation, *progress.callbacks("distillation", verbose=verbose)])
+    finally:
+        for layer, flag in trainable:
+            layer.trainable = flag
+        teacher.trainable = teacher_trainable
+    return history, validation

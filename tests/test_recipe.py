@@ -1,0 +1,129 @@
+"""The purification recipes: kcc's lowers the ASR of a planted backdoor; the paper's is still
+selectable and unchanged; the evaluation set never changes a weight; both backends run both."""
+
+import keras
+import numpy as np
+import pytest
+
+from kcc import cc
+from kcc import recipe
+from kcc import scan
+from tests import backends
+from tests.planted import TARGET, stamp, task, train
+
+SCAN = dict(margin_images=5, margin_steps=100, num_images=96, synthesis_steps=60,
+            inversion_steps=100, inversion_batch_size=16)
+KCC = dict(num_images=512, synthesis_steps=60, synthesis_batch_size=128, epochs=8,
+           batch_size=64, scan_settings=SCAN)
+PAPER = dict(tau_scale=4.0, num_images=64, synthesis_steps=5, synthesis_batch_size=32,
+             epochs=1, batch_size=32, pgd_steps=1)
+
+
+@pytest.fixture(scope="module")
+def suspect():
+    return train(True)
+
+
+def rates(model):
+    x, y = task(400, seed=11)
+    keep = y != TARGET
+    acc = np.mean(np.argmax(model.predict(x, verbose=0), -1) == y)
+    asr = np.mean(np.argmax(model.predict(stamp(x[keep]), verbose=0), -1) == TARGET)
+    return acc, asr
+
+
+def weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+@pytest.fixture(scope="module")
+def purified(suspect):
+    x, y = task(200, seed=5)
+    return recipe.purify(suspect, cr=1.5, recipe="kcc", evaluation=(x, y, None), seed=0,
+                         verbose=False, **KCC)
+
+
+def test_kcc_recipe_removes_the_planted_backdoor_and_keeps_accuracy(suspect, purified):
+    student, report = purified
+    acc_before, asr_before = rates(suspect)
+    acc, asr = rates(student)
+    assert asr_before > 0.95
+    assert report["scan"]["target_classes"] == [TARGET]
+    assert {t["target"] for t in report["unlearned_triggers"]} == {TARGET}
+    assert asr < 0.2, (asr, report["distillation"]["validation"])
+    assert acc > acc_before - 0.15, (acc, acc_before)
+    assert report["rewrite"]["params_after"] < report["rewrite"]["params_before"]
+    assert report["recipe"] == "kcc" and set(report["evaluation"]) >= {
+        "suspect", "compressed", "purified", "purified, BN re-estimated"}
+
+
+def test_evaluation_set_changes_no_weight(suspect):
+    small = dict(num_images=64, synthesis_steps=5, synthesis_batch_size=32, epochs=2,
+                 batch_size=32, scan_settings=dict(margin_images=2, margin_steps=5, num_images=32,
+                                                   inversion_steps=5, inversion_batch_size=8))
+    x, y = task(300, seed=99)
+    runs = [recipe.purify(suspect, cr=1.5, evaluation=evaluation, verbose=False, **small)
+            for evaluation in ((x[:50], y[:50], None), (x[50:], y[50:] * 0, None), None)]
+    assert "evaluation" in runs[0][1] and "evaluation" not in runs[2][1]
+    for other, _ in runs[1:]:
+        for a, b in zip(weights(runs[0][0]), weights(other)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_paper_recipe_is_algorithm_1_unchanged(suspect):
+    direct, direct_report = cc.purify(suspect, cr=1.5, seed=0, verbose=False, **PAPER)
+    chosen, report = recipe.purify(suspect, cr=1.5, recipe="paper", seed=0, verbose=False,
+                                   **PAPER)
+    assert report["recipe"] == "paper" and "scan" not in report
+    assert report["settings"] == direct_report["settings"]
+    for a, b in zip(weights(direct), weights(chosen)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_recipe_and_no_distillation_are_refused(suspect):
+    with pytest.raises(ValueError, match="Unknown recipe 'fast'"):
+        recipe.purify(suspect, recipe="fast")
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        recipe.purify_kcc(suspect, epochs=0)
+
+
+def test_triggers_to_unlearn_follow_the_scan():
+    local = [scan.Trigger("local", c, np.zeros((2, 2, 3)), np.zeros((2, 2, 1))) for c in range(3)]
+    report = scan.ScanReport(True, [1], 0.001, 0.05, [], {"local": local, "global": []}, [], {},
+                             {})
+    assert [t.target for t in recipe.unlearning_triggers(report)] == [1]
+    report.backdoored, report.target_classes = False, []
+    assert [t.target for t in recipe.unlearning_triggers(report)] == [0, 1, 2]
+
+
+def test_reestimate_batchnorm_matches_the_images_statistics():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 2))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    x = np.random.default_rng(0).normal(3.0, 2.0, (64, 4, 4, 2)).astype("float32")
+    recipe.reestimate_batchnorm(model, x, batch_size=32)
+    bn = model.layers[-1]
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), x.mean((0, 1, 2)), rtol=0.05)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), x.var((0, 1, 2)), rtol=0.1)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_both_backends_run_both_recipes(backend):
+    result = backends.run(backend, """
+        import json
+        from kcc import recipe
+        from tests import planted
+        model = planted.small_cnn(0)
+        out = {}
+        for name, kw in {"kcc": dict(num_images=32, synthesis_steps=2, synthesis_batch_size=16,
+                                     epochs=1, batch_size=16,
+                                     scan_settings=dict(margin_images=1, margin_steps=2,
+                                                        num_images=8, inversion_steps=2,
+                                                        inversion_batch_size=4)),
+                         "paper": dict(num_images=16, synthesis_steps=2, synthesis_batch_size=16,
+                                       epochs=1, batch_size=16, pgd_steps=1)}.items():
+            student, report = recipe.purify(model, cr=1.5, recipe=name, verbose=False, **kw)
+            out[name] = [report["recipe"], student.count_params() < model.count_params()]
+        print(json.dumps(out))
+    """)
+    assert result == {"kcc": ["kcc", True], "paper": ["paper", True]}
