@@ -17,8 +17,9 @@ flips images it was not fitted on). With a fixed penalty the optimisation settle
 trigger flips only part of the images, so, as Neural Cleanse keeps the smallest mask that
 reaches its attack-success goal, the triggers are checked `CHECKS` times on the images they are
 fitted on and each class keeps the smallest trigger that flipped at least `FLIP_GOAL` of them
-(or, if none did, the one that flipped most). `size` is the mask's L1 norm in pixels (local) or the L2
-norm of `d_k` in [0, 1] pixel units (global); `flip_rate` is measured on held-aside images.
+(or, if none did, the one that flipped most). `size` is the mask's L1 norm in pixels (local) or
+the L2 norm of `d_k` in [0, 1] pixel units (global); `flip_rate` is measured on held-aside
+images.
 
 Reference: Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in
 Neural Networks", IEEE S&P 2019 (mask and pattern; here with a fixed penalty weight).
