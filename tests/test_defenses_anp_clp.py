@@ -284,38 +284,6 @@ def test_defense_kwargs_route_budgets_and_attacks():
         "a": 1, "b": None, "c": float("inf"), "d": 0.5, "e": "text"}
 
 
-# ------------------------------------------------------------------------ on the backdoored fixture
-
-
-def test_clp_cli_writes_a_loadable_model_and_refuses_to_overwrite(tmp_path, backdoored):
-    output = str(tmp_path / "clean.keras")
-    cmd = [sys.executable, "-m", "kcc.defend", "--method=clp", f"--model={backdoored.path}",
-           f"--output={output}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    with open(str(tmp_path / "clean.json")) as f:
-        report = json.load(f)
-    assert report["method"] == "clp" and report["data"] is None and "command" in report
-    keras.saving.load_model(output)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("kcc.defend: error: ")
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "Measured: on the width-8 fixture CLP at u=3 zeroes 2 of 600 channels (both in "
-    "stage4_block1_2_bn) and ASR stays at 94%. With n channels, a sample z-score cannot exceed "
-    "(n-1)/sqrt(n), 2.47 for the fixture's 8-channel layers, and no BadNets channel stands out "
-    "in the wider ones; u=2 lowers ASR to 17% but ACC to 26%. The zoo model test below is the "
-    "evidence."))
-def test_clp_lowers_asr_of_the_tiny_fixture(backdoored):
-    model = backdoored.load()
-    pruned, _ = clp_lib.clp(model)
-    result = metrics.evaluate(pruned, backdoored.x_test, backdoored.y_test, backdoored.attack)
-    assert result["asr"] < 0.5 * backdoored.metrics["asr"]
-
-
 # ---------------------------------------------------------------------- on the zoo's BadNets model
 
 ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "zoo")
@@ -335,6 +303,27 @@ def zoo_badnets():
     return model, attack, x, y, metrics.evaluate(model, x, y, attack)
 
 
+def test_clp_cli_writes_a_loadable_model_and_refuses_to_overwrite(tmp_path):
+    output = str(tmp_path / "clean.keras")
+    model = os.path.join(ZOO, "badnets_all2one.keras")
+    cmd = [sys.executable, "-m", "kcc.defend", "--method=clp", f"--model={model}",
+           f"--output={output}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(str(tmp_path / "clean.json")) as f:
+        report = json.load(f)
+    assert report["method"] == "clp" and report["data"] is None and "command" in report
+    keras.saving.load_model(output)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("kcc.defend: error: ")
+
+
+# CLP is tested on the zoo model, not on the tiny fixture: with n channels a sample z-score cannot
+# exceed (n-1)/sqrt(n), 2.47 for the fixture's 8-channel layers, so whether u=3 prunes the
+# fixture's backdoor depends on how that fixture happened to train (measured: ASR stayed at 94%
+# on one machine and fell on CI's).
 def test_clp_lowers_asr_of_the_zoo_badnets_model_and_saves(tmp_path, zoo_badnets):
     model, attack, x, y, suspect = zoo_badnets
     before = _weights(model)

@@ -70,6 +70,7 @@ def test_defenses_need_validation_images(name):
         DEFENSES[name](models.resnet18(width=4), no_validation)
 
 
+@pytest.mark.slow  # trains the session's backdoored fixture (minutes) first
 def test_fine_tuning_keeps_the_best_validation_epoch(backdoored, one_percent, tmp_path):
     model = backdoored.load()
     before = _weights(model)
@@ -82,6 +83,7 @@ def test_fine_tuning_keeps_the_best_validation_epoch(backdoored, one_percent, tm
     assert restored == max(accs)
 
 
+@pytest.mark.slow  # trains the session's backdoored fixture (minutes) first
 def test_fine_pruning_zeroes_the_least_active_channels(backdoored, one_percent, tmp_path):
     model = backdoored.load()
     before = _weights(model)
@@ -140,6 +142,7 @@ def test_default_attention_layers_are_the_last_three_stage_outputs():
         nad.default_attention_layers(models.vgg19_bn(width=4))
 
 
+@pytest.mark.slow  # trains the session's backdoored fixture (minutes) first
 def test_nad_trains_the_student_against_the_teacher(backdoored, one_percent, tmp_path):
     model = backdoored.load()
     before = _weights(model)
@@ -151,6 +154,7 @@ def test_nad_trains_the_student_against_the_teacher(backdoored, one_percent, tmp
     assert not all(np.array_equal(a, b) for a, b in zip(before, defended.get_weights()))
 
 
+@pytest.mark.slow  # trains the session's backdoored fixture (minutes) first
 def test_gradient_pruning_zeroes_the_filters_it_reports(backdoored, ten_per_class, tmp_path):
     model = backdoored.load()
     before = _weights(model)
@@ -284,6 +288,7 @@ def test_second_order_gradients_match_a_closed_form():
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # trains the session's backdoored fixture (minutes) first
 def test_fine_pruning_and_weight_gradients_on_jax(backdoored):
     result = backends.run("jax", f"""
         import json

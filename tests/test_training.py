@@ -10,6 +10,7 @@ from kcc import training
 from tests.test_data import needs_data
 
 
+@pytest.mark.slow  # about 3 minutes on one core
 @needs_data
 def test_short_training_beats_chance_clearly():
     # Seeded before the model is built: with an unseeded initialisation this failed about one
