@@ -45,7 +45,7 @@ def main(name):
         distillation.PYTORCH_BN_MOMENTUM = momentum  # the momentum distill trains with
         distillation.distill(model, student, images, labels, epochs=5, verbose=0)
         out[f"momentum {momentum}"] = evaluate(student)
-        zoo.reestimate_batchnorm(student, images[:512])
+        distillation.reestimate_batchnorm(student, images[:512], batch_size=512)
         out[f"momentum {momentum}, BN re-estimated on 512 synthetic images"] = evaluate(student)
         print(out, flush=True)
     saving.write_json(out, os.path.join(zoo.RESULTS, f"bn_momentum_{name}.json"))

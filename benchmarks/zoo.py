@@ -70,22 +70,11 @@ def feature_strength(model, x, batch_size=500):
                           for i in range(0, len(x), batch_size)]))
 
 
-def reestimate_batchnorm(model, x):
-    """Sets every BatchNorm's moving statistics to those of images `x` (in place, one pass).
-
-    Diagnostic only: it shows whether a rewrite changed the weights that carry a backdoor or only
-    left the stored statistics stale (re-estimation would then bring the backdoor back).
-    """
-    from kcc import distillation
-
-    with distillation.batchnorm_momentum(model, 0.0):
-        model(x, training=True)
-
-
 def scaling_point(model, tau_scale, reading, x, y, attack, x_recal):
     """One point of the paper's Fig. 1 and 3: `model` scaled at `tau_scale` (Eq. 5-7, `reading`);
     its metrics, h_clean / h_trigger, the rank components scaled, and the metrics after BN
     re-estimation on clean images `x_recal`. `model` itself is not changed."""
+    from kcc import distillation
     from kcc import metrics
     from kcc import rewrite
 
@@ -94,7 +83,7 @@ def scaling_point(model, tau_scale, reading, x, y, attack, x_recal):
     point["h_clean"] = feature_strength(scaled, x)
     if attack is not None:
         point["h_trigger"] = feature_strength(scaled, attack.apply(x))
-    reestimate_batchnorm(scaled, x_recal)
+    distillation.reestimate_batchnorm(scaled, x_recal, batch_size=len(x_recal))  # one pass
     point["recalibrated"] = metrics.evaluate(scaled, x, y, attack)
     point["scaled"] = sum(sum(layer.scaled) for layer in report.layers)
     return point

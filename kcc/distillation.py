@@ -56,6 +56,31 @@ def batchnorm_momentum(model, momentum):
             layer.momentum = kept
 
 
+def reestimate_batchnorm(model, images, batch_size=256):
+    """Sets every BatchNorm's moving statistics to those of `images` (in place): what a user's
+    later fine-tuning does first, and what a backdoor hidden only in stale statistics survives.
+
+    Args:
+        model: a Keras model with BatchNormalization layers (nested ones too).
+        images: `(N, H, W, C)` images; the per-channel means and variances of each batch of
+            `batch_size` are averaged with equal weights (one batch when `batch_size >= N`).
+    """
+    images = np.asarray(images, np.float32)
+    layers = [layer for layer in flops.iterate_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    sums = [[0.0, 0.0] for _ in layers]
+    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+    with batchnorm_momentum(model, 0.0):
+        for batch in batches:
+            model(batch, training=True)
+            for total, layer in zip(sums, layers):
+                total[0] = total[0] + np.asarray(layer.moving_mean) / len(batches)
+                total[1] = total[1] + np.asarray(layer.moving_variance) / len(batches)
+    for (mean, variance), layer in zip(sums, layers):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+
+
 def freeze_all_but_batchnorm(model):
     """Makes only BatchNormalization layers trainable (call before `compile`).
 

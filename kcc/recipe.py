@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from kcc import cc
+from kcc import distillation
 from kcc import metrics
 from kcc import rewrite
 from kcc import scan as scan_lib
@@ -140,7 +141,7 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
     if evaluation is not None:  # would a user's fine-tuning bring the backdoor back?
         probe = keras.models.clone_model(student)
         probe.set_weights(student.get_weights())
-        reestimate_batchnorm(probe, validation_images)
+        distillation.reestimate_batchnorm(probe, validation_images)
         evaluate("purified, BN re-estimated", probe)
     report = {
         "settings": settings,
@@ -169,29 +170,3 @@ def unlearning_triggers(report):
             if not report.backdoored or trigger.target in report.target_classes:
                 chosen.append(trigger)
     return chosen
-
-
-def reestimate_batchnorm(model, images, batch_size=256):
-    """Sets every BatchNorm's moving statistics to those of `images` (in place): what a user's
-    later fine-tuning does first. A backdoor that only hid in stale statistics comes back.
-
-    Args:
-        model: a Keras model with BatchNormalization layers.
-        images: `(N, H, W, C)` images (e.g. synthetic); the statistics are averaged over
-            batches of `batch_size`, weighted equally.
-    """
-    from kcc import distillation
-
-    images = np.asarray(images, np.float32)
-    layers = synthesis.batchnorm_layers(model)
-    sums = [[0.0, 0.0] for _ in layers]
-    batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
-    with distillation.batchnorm_momentum(model, 0.0):
-        for batch in batches:
-            model(batch, training=True)
-            for total, layer in zip(sums, layers):
-                total[0] = total[0] + np.asarray(layer.moving_mean) / len(batches)
-                total[1] = total[1] + np.asarray(layer.moving_variance) / len(batches)
-    for (mean, variance), layer in zip(sums, layers):
-        layer.moving_mean.assign(mean)
-        layer.moving_variance.assign(variance)

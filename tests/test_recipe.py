@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from kcc import cc
+from kcc import distillation
 from kcc import recipe
 from kcc import scan
 from tests import backends
@@ -101,10 +102,33 @@ def test_reestimate_batchnorm_matches_the_images_statistics():
     inputs = keras.Input((4, 4, 2))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
     x = np.random.default_rng(0).normal(3.0, 2.0, (64, 4, 4, 2)).astype("float32")
-    recipe.reestimate_batchnorm(model, x, batch_size=32)
+    distillation.reestimate_batchnorm(model, x, batch_size=32)
     bn = model.layers[-1]
     np.testing.assert_allclose(np.asarray(bn.moving_mean), x.mean((0, 1, 2)), rtol=0.05)
     np.testing.assert_allclose(np.asarray(bn.moving_variance), x.var((0, 1, 2)), rtol=0.1)
+
+
+def test_validation_recalibrates_batchnorm_and_trades_agreement_against_trigger_rate():
+    from kcc import unlearning
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 2))
+    student = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.BatchNormalization()(inputs)))
+    calibration = np.random.default_rng(0).normal(3.0, 2.0, (64, 4, 4, 2)).astype("float32")
+    validation = unlearning.SyntheticValidation(student, student, calibration[:8],
+                                                calibration_images=calibration)
+    # (agreement, trigger rate) of the student before training and after each of four epochs.
+    measured = iter([(0.5, 0.9), (0.9, 0.3), (0.7, 0.2), (0.8, 0.04), (0.95, 0.06)])
+    validation.measure = lambda: next(measured)
+    validation.on_train_begin()
+    bn = student.layers[1]
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), calibration.mean((0, 1, 2)), rtol=0.05)
+    validation.on_epoch_end(0)
+    validation.on_epoch_end(1)
+    assert validation.chosen_epoch == 1  # 0.9 - 0.3 beats 0.7 - 0.2, though 0.2 is lower
+    validation.on_epoch_end(2)
+    validation.on_epoch_end(3)
+    assert validation.chosen_epoch == 3  # the only epoch at or under the 0.05 trigger rate
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
