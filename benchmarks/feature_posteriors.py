@@ -2,10 +2,11 @@
 
 A candidate third signal for `kcc.scan`, kept as a benchmark because it did not earn its place:
 on the zoo it flags BadNets's target but not InputAware's (the model the scan misses), at any
-split depth tried (`benchmarks/results/feature_posteriors.md`). Made by
+split depth tried (`benchmarks/results/feature_posteriors.md`; 0.45 and 0.87, and 50 or 1,000
+steps, were tried in a prototype of this script with the same result). Made by
 
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax python benchmarks/feature_posteriors.py \
-        --models=badnets_all2one,clean,inputaware_all2one --depths=0.45,0.6,0.75,0.87
+        --models=badnets_all2one,clean,inputaware_all2one --depths=0.6,0.75
 
 The classifier is split at an intermediate layer, `F = tail(head(x))` (`split`). For every class
 `k`, `R` non-negative dummy feature maps `h` of the split layer's output shape are optimised so
