@@ -38,7 +38,7 @@ from absl import flags
 from keras import ops
 
 from kcc import flops
-from kcc import progress as progress_lib
+from kcc.scan import max_margin
 
 #: Depth of the split, as a share of the model's layers: FreeEagle splits deep in the network,
 #: where features are class-specific but several layers remain to carry a backdoor.
@@ -145,12 +145,8 @@ def feature_posteriors(model, restarts=5, steps=300, learning_rate=0.01, depth=N
     model.trainable = False
     try:
         ascent = FeatureAscent(tail, restarts, seed)
-        ascent.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                       steps_per_execution=min(steps, 10))
-        ascent.fit(np.zeros((steps, 1), np.float32), batch_size=1, epochs=1, shuffle=False,
-                   verbose=0, callbacks=progress_lib.callbacks("feature posteriors", steps,
-                                                               verbose))
-        logits = ops.convert_to_numpy(ascent(np.zeros((1, 1), np.float32)))
+        logits = ops.convert_to_numpy(max_margin.ascend(ascent, steps, learning_rate,
+                                                        "feature posteriors", verbose))
     finally:
         for l, flag in trainable:
             l.trainable = flag

@@ -63,6 +63,22 @@ class MarginAscent(keras.Model):
         return -ops.mean(self.margins(y_pred))
 
 
+def ascend(ascent, steps, learning_rate, label, verbose=True):
+    """Runs `steps` Adam steps of an ascent model whose only weights are its optimised inputs
+    (its `fit` inputs are ignored placeholders) and returns its output after them.
+
+    Args:
+        ascent: a compiled-by-this-function `keras.Model` such as `MarginAscent`.
+        steps: Adam steps; learning_rate: its learning rate.
+        label: the progress line's name; verbose: show it.
+    """
+    ascent.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                   steps_per_execution=min(steps, 10))
+    ascent.fit(np.zeros((steps, 1), np.float32), batch_size=1, epochs=1, shuffle=False,
+               verbose=0, callbacks=progress_lib.callbacks(label, steps, verbose))
+    return ascent(np.zeros((1, 1), np.float32))
+
+
 def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0,
                verbose=True):
     """The maximum achievable margin `r_k` of every class (MM-BD's detection statistic).
@@ -86,11 +102,7 @@ def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0
     model.trainable = False
     try:
         ascent = MarginAscent(model, images_per_class, seed)
-        ascent.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                       steps_per_execution=min(steps, 10))
-        ascent.fit(np.zeros((steps, 1), np.float32), batch_size=1, epochs=1, shuffle=False,
-                   verbose=0, callbacks=progress_lib.callbacks("max margin", steps, verbose))
-        logits = ascent(np.zeros((1, 1), np.float32))
+        logits = ascend(ascent, steps, learning_rate, "max margin", verbose)
         margins = ops.convert_to_numpy(ascent.margins(logits)).astype(np.float64)
     finally:
         model.trainable = trainable
