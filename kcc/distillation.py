@@ -38,6 +38,13 @@ from kcc import progress
 PYTORCH_BN_MOMENTUM = 0.9
 
 
+def batchnorm_layers(model):
+    """Every BatchNormalization layer of `model`, nested ones included (unlike
+    `kcc.synthesis.batchnorm_layers`, which lists the model's own graph only)."""
+    return [layer for layer in flops.iterate_layers(model)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
 @contextlib.contextmanager
 def batchnorm_momentum(model, momentum):
     """Sets the moving-statistics momentum of every BatchNormalization in `model` (nested ones
@@ -45,7 +52,7 @@ def batchnorm_momentum(model, momentum):
 
     Keras reads `momentum` when a training call is traced, so enter the block before `fit`.
     """
-    layers = [l for l in flops.iterate_layers(model) if isinstance(l, keras.layers.BatchNormalization)]
+    layers = batchnorm_layers(model)
     saved = [l.momentum for l in layers]
     for layer in layers:
         layer.momentum = momentum
@@ -66,8 +73,7 @@ def reestimate_batchnorm(model, images, batch_size=256):
             `batch_size` are averaged with equal weights (one batch when `batch_size >= N`).
     """
     images = np.asarray(images, np.float32)
-    layers = [layer for layer in flops.iterate_layers(model)
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = batchnorm_layers(model)
     sums = [[0.0, 0.0] for _ in layers]
     batches = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
     with batchnorm_momentum(model, 0.0):
