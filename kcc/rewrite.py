@@ -54,6 +54,7 @@ class RewriteReport:
     tau_scale: float
     reading: str
     cr: float | None
+    rank_multiple: int | None  # ranks rounded up to multiples of this (compress only)
     tau_trunc: float | None
     layers: list
     params_before: int
@@ -88,7 +89,8 @@ class RewriteReport:
         lines += [
             "-" * len(head),
             f"{self.operation}: tau_scale={self.tau_scale} ({self.reading} reading of Eq. 5)"
-            + (f", cr={self.cr}, tau_trunc={self.tau_trunc:.4g}" if self.cr else ""),
+            + (f", cr={self.cr}, tau_trunc={self.tau_trunc:.4g}" if self.cr else "")
+            + (f", rank_multiple={self.rank_multiple}" if (self.rank_multiple or 1) > 1 else ""),
             f"parameters {self.params_before:,} -> {self.params_after:,} ({self.ratio:.2f}x); "
             f"FLOPs {self.flops_before:,} -> {self.flops_after:,} "
             f"({self.flops_before / self.flops_after:.2f}x)",
@@ -134,7 +136,8 @@ def constrain(model, tau_scale=4.0, reading="text"):
         )
         for e in plan.values()
     ]
-    return new_model, _report(model, new_model, "constrain", tau_scale, reading, None, None, reports)
+    return new_model, _report(model, new_model, "constrain", tau_scale, reading, None, None, None,
+                              reports)
 
 
 def constrain_weights(model, tau_scale=4.0, reading="text"):
@@ -153,7 +156,7 @@ def constrain_weights(model, tau_scale=4.0, reading="text"):
     return int(sum(sum(e["scaled"]) for e in plan.values()))
 
 
-def compress(model, cr, tau_scale=4.0, reading="text"):
+def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
     """Scaling (Eq. 5-7) then global rank truncation (Eq. 8): a clean(er) and compact model.
 
     Decomposable convs whose factored form is smaller become `TuckerConv2D` layers built from
@@ -165,6 +168,9 @@ def compress(model, cr, tau_scale=4.0, reading="text"):
         cr: target compression ratio of the whole model's parameters, > 1.
         tau_scale: threshold of Eq. 5, > 0 (paper default 4).
         reading: `"text"` or `"literal"`, see `kcc.tucker.scale_factors`.
+        rank_multiple: integer >= 1; every rank is rounded up to a multiple of it (at most the
+            layer's full rank) within the same parameter budget, e.g. 8 for XNNPACK's channel
+            blocks; 1 (default) keeps C&C's ranks. See `kcc.tucker.select_ranks`.
 
     Returns:
         `(compressed_model, RewriteReport)`; the report's `params_after <= params_before / cr`.
@@ -175,6 +181,7 @@ def compress(model, cr, tau_scale=4.0, reading="text"):
     """
     if not cr > 1:
         raise ValueError(f"cr must be greater than 1. Received cr={cr}.")
+    rank_multiple = tucker.check_rank_multiple(rank_multiple)  # before the decompositions
     plan = _plan(model, tau_scale, reading)
     entries = list(plan.values())
     conv_total = sum(e["params"] for e in entries)
@@ -187,6 +194,7 @@ def compress(model, cr, tau_scale=4.0, reading="text"):
         ],
         other,
         cr,
+        rank_multiple,
     )
     for entry, (r1, r2) in zip(entries, ranks):
         entry["ranks"] = (r1, r2)
@@ -217,7 +225,8 @@ def compress(model, cr, tau_scale=4.0, reading="text"):
         ranks_kept = e["ranks"] if e["factored"] else e["full_ranks"]
         reports.append(LayerReport(e["layer"].name, e["kernel_shape"], e["full_ranks"], ranks_kept,
                                    e["scaled"], e["factored"], e["params"], after))
-    return new_model, _report(model, new_model, "compress", tau_scale, reading, cr, tau_trunc, reports)
+    return new_model, _report(model, new_model, "compress", tau_scale, reading, cr, rank_multiple,
+                              tau_trunc, reports)
 
 
 def largest_ratio(model):
@@ -341,12 +350,13 @@ def clone(model, plan, replace, call_function=None):
     return new_model
 
 
-def _report(old, new, operation, tau_scale, reading, cr, tau_trunc, layer_reports):
+def _report(old, new, operation, tau_scale, reading, cr, rank_multiple, tau_trunc, layer_reports):
     return RewriteReport(
         operation=operation,
         tau_scale=float(tau_scale),
         reading=reading,
         cr=float(cr) if cr else None,
+        rank_multiple=rank_multiple,
         tau_trunc=tau_trunc,
         layers=layer_reports,
         params_before=models.trainable_params(old),

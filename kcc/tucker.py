@@ -14,6 +14,7 @@ Compactness", ECCV 2024, Sect. 3-4.1 and Algorithm 1 lines 3-11.
 """
 
 import collections
+import numbers
 
 import numpy as np
 
@@ -185,7 +186,7 @@ def layer_params(kernel_shape, rank1, rank2, use_bias):
     return min(conv_params(kernel_shape, use_bias), tucker_params(kernel_shape, rank1, rank2, use_bias))
 
 
-def select_ranks(layers, other_params, cr):
+def select_ranks(layers, other_params, cr, rank_multiple=1):
     """Global rank selection for a compression ratio (Sect. 4.1, Eq. 8).
 
     All layers' raw singular values are cut at one threshold `tau_trunc`: a layer keeps
@@ -194,26 +195,37 @@ def select_ranks(layers, other_params, cr):
     plus `other_params`) is at most `original / cr`. A layer whose factored form would not be
     smaller keeps its plain conv and counts at its plain size.
 
+    With `rank_multiple=m > 1` (not part of C&C), every such rank is rounded up to a multiple of
+    `m`, capped at the mode's full rank; the count stays monotone in the threshold, so the
+    budget still holds and the rounding is paid for by a higher threshold. It is for runtimes
+    whose kernels work in channel blocks; on TFLite/XNNPACK (x86) it was measured no faster than
+    C&C's ranks (`tflite/results/benchmark.md`, `cr*_m8` rows), so 1 is the default.
+
     Args:
         layers: list of dicts with `sigma1`, `sigma2` (descending), `kernel_shape`, `use_bias`.
         other_params: parameters of everything that is not a decomposable conv.
         cr: target compression ratio, > 1.
+        rank_multiple: integer >= 1; ranks are rounded up to a multiple of it (at most full
+            rank). 1 (the default) is C&C's selection, unchanged.
 
     Returns:
         `(ranks, tau_trunc, total_params)`: `ranks` a list of `(R1, R2)` per layer.
 
     Raises:
-        ValueError: `cr <= 1`, or `cr` unreachable (the message gives the largest reachable).
+        ValueError: `cr <= 1`, `rank_multiple` not an integer >= 1, or `cr` unreachable (the
+            message gives the largest reachable).
     """
     if not cr > 1:
         raise ValueError(f"cr must be greater than 1. Received cr={cr}.")
+    rank_multiple = check_rank_multiple(rank_multiple)
     original = other_params + sum(conv_params(l["kernel_shape"], l["use_bias"]) for l in layers)
     budget = original / cr
     sigmas = [(np.sort(np.asarray(l["sigma1"]))[::-1], np.sort(np.asarray(l["sigma2"]))[::-1])
               for l in layers]
 
     def ranks_at(threshold):
-        return [(max(1, int(np.sum(s1 >= threshold))), max(1, int(np.sum(s2 >= threshold))))
+        return [(round_rank(int(np.sum(s1 >= threshold)), rank_multiple, len(s1)),
+                 round_rank(int(np.sum(s2 >= threshold)), rank_multiple, len(s2)))
                 for (s1, s2) in sigmas]
 
     def total(ranks):
@@ -224,9 +236,11 @@ def select_ranks(layers, other_params, cr):
     candidates = np.unique(np.concatenate([np.concatenate(s) for s in sigmas]))  # ascending
     smallest = total(ranks_at(np.inf))
     if smallest > budget:
+        lowest = "rank 1" if rank_multiple == 1 else (
+            f"rank min({rank_multiple}, full rank) (rank_multiple={rank_multiple})")
         raise ValueError(
-            f"cr={cr} cannot be reached: even at rank 1 the model keeps {smallest} of {original} "
-            f"parameters; the largest reachable ratio is {original / smallest:.3f}."
+            f"cr={cr} cannot be reached: even at {lowest} the model keeps {smallest} of "
+            f"{original} parameters; the largest reachable ratio is {original / smallest:.3f}."
         )
     # Parameters fall as the threshold rises: find the lowest candidate threshold within budget.
     lo, hi = 0, len(candidates)  # candidates[hi] would be +inf (always within budget)
@@ -239,3 +253,19 @@ def select_ranks(layers, other_params, cr):
     threshold = candidates[lo] if lo < len(candidates) else np.inf
     ranks = ranks_at(threshold)
     return ranks, float(threshold), total(ranks)
+
+
+def round_rank(rank, multiple, full):
+    """`max(1, rank)` rounded up to a multiple of `multiple`, at most `full` (>= 1)."""
+    return min(full, -(-max(1, rank) // multiple) * multiple)
+
+
+def check_rank_multiple(rank_multiple):
+    """`rank_multiple` as an `int`, or a ValueError unless it is an integer >= 1."""
+    if (isinstance(rank_multiple, bool) or not isinstance(rank_multiple, numbers.Integral)
+            or rank_multiple < 1):
+        raise ValueError(
+            f"rank_multiple must be an integer >= 1 (1 keeps C&C's ranks). Received "
+            f"rank_multiple={rank_multiple!r}."
+        )
+    return int(rank_multiple)

@@ -127,6 +127,45 @@ def test_sequential_and_nested_models():
     assert isinstance(seq_compressed, keras.Sequential)
 
 
+def _small_convnet(seed=0):
+    """3 -> 12 (stem) -> 20 -> 36 -> 60 channels of 3x3 convs, then pooling and a dense layer."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((16, 16, 3))
+    x = inputs
+    for i, filters in enumerate([12, 20, 36, 60]):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+@pytest.mark.parametrize("cr", [2, 3])
+def test_compress_rank_multiple(cr):
+    model = _small_convnet()
+    _, plain = rewrite.compress(model, cr=cr)
+    _, same = rewrite.compress(model, cr=cr, rank_multiple=1)
+    assert [l.ranks for l in same.layers] == [l.ranks for l in plain.layers]
+    assert plain.rank_multiple == 1 and "rank_multiple" not in str(plain)
+    # m=1 is C&C's selection: each rank counts the raw singular values >= tau_trunc.
+    for l in plain.layers:
+        d = tucker.tucker2(keras.ops.convert_to_numpy(model.get_layer(l.name).kernel))
+        assert l.factored
+        assert l.ranks == (max(1, int(np.sum(d.sigma1 >= plain.tau_trunc))),
+                           max(1, int(np.sum(d.sigma2 >= plain.tau_trunc))))
+    assert any(r % 8 for l in plain.layers for r in l.ranks)  # else rounding changes nothing
+
+    compressed, report = rewrite.compress(model, cr=cr, rank_multiple=8)
+    assert report.rank_multiple == 8 and report.to_dict()["rank_multiple"] == 8
+    assert "rank_multiple=8" in str(report)
+    assert report.params_after <= report.params_before / cr
+    assert models.trainable_params(compressed) == report.params_after
+    assert any(l.factored for l in report.layers)
+    for l in report.layers:
+        if l.factored:
+            assert all(r % 8 == 0 or r == full for r, full in zip(l.ranks, l.full_ranks)), l
+            assert tuple(compressed.get_layer(l.name).ranks) == l.ranks
+    assert compressed.predict(X[:1, :16, :16], verbose=0).shape == (1, 10)
+
+
 class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__()
@@ -144,6 +183,10 @@ def test_bad_inputs_get_specific_errors():
         rewrite.compress(model, cr=2, tau_scale=0)
     with pytest.raises(ValueError, match=r"cannot be reached.*largest reachable ratio is \d+\.\d+"):
         rewrite.compress(model, cr=1000)
+    for bad in [0, 2.5]:
+        with pytest.raises(ValueError, match=r"rank_multiple must be an integer >= 1.*Received "
+                                             rf"rank_multiple={bad}\."):
+            rewrite.compress(model, cr=2, rank_multiple=bad)
     sub = _Subclassed()
     sub(np.zeros((1, 8, 8, 4)))
     with pytest.raises(ValueError, match="subclassed model '_Subclassed'.*functional"):

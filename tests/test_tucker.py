@@ -115,6 +115,47 @@ def test_select_ranks_meets_the_budget_closely(cr):
         assert r2 == max(1, np.sum(l["sigma2"] >= tau_trunc))
 
 
+@pytest.mark.parametrize("cr", [1.5, 2, 3])
+def test_select_ranks_rank_multiple(cr):
+    layers = _layers()
+    other = 1000
+    original = other + sum(tucker.conv_params(l["kernel_shape"], False) for l in layers)
+    plain, _, _ = tucker.select_ranks(layers, other, cr)
+    assert tucker.select_ranks(layers, other, cr, rank_multiple=1)[0] == plain
+    assert any(r % 8 for r1r2 in plain for r in r1r2)  # else rounding would change nothing
+    ranks, tau_trunc, total = tucker.select_ranks(layers, other, cr, rank_multiple=8)
+    assert total <= original / cr
+
+    def rounded(sigma, threshold):
+        r = max(1, int(np.sum(sigma >= threshold)))
+        return min(len(sigma), -(-r // 8) * 8)
+
+    for l, (r1, r2) in zip(layers, ranks):
+        assert r1 % 8 == 0 or r1 == len(l["sigma1"])
+        assert r2 % 8 == 0 or r2 == len(l["sigma2"])
+        assert (r1, r2) == (rounded(l["sigma1"], tau_trunc), rounded(l["sigma2"], tau_trunc))
+    # tau_trunc is the lowest threshold within budget: the next singular value below it is not.
+    below = max(s for l in layers for s in np.concatenate([l["sigma1"], l["sigma2"]])
+                if s < tau_trunc)
+    over = other + sum(
+        tucker.layer_params(l["kernel_shape"], rounded(l["sigma1"], below),
+                            rounded(l["sigma2"], below), False) for l in layers)
+    assert over > original / cr
+
+
+def test_select_ranks_rank_multiple_errors():
+    for bad in [0, -8, 2.5, "8", True, None]:
+        with pytest.raises(ValueError, match=r"rank_multiple must be an integer >= 1.*Received "
+                                             rf"rank_multiple={bad!r}\."):
+            tucker.select_ranks(_layers(), 1000, 2, rank_multiple=bad)
+    assert tucker.select_ranks(_layers(), 1000, 2, rank_multiple=np.int64(8))[0] == \
+        tucker.select_ranks(_layers(), 1000, 2, rank_multiple=8)[0]
+    # Rank 1 rounds up to 16 or 32 (full rank): no factored form is smaller than its conv.
+    with pytest.raises(ValueError, match=r"even at rank min\(64, full rank\).*largest reachable "
+                                         r"ratio is 1\.000"):
+        tucker.select_ranks(_layers(), 1000, 1.5, rank_multiple=64)
+
+
 def test_select_ranks_errors():
     with pytest.raises(ValueError, match="cr must be greater than 1"):
         tucker.select_ranks(_layers(), 0, 1.0)

@@ -10,7 +10,9 @@ latency. The table reports parameters, FLOPs (`kcc.flops`, per layer), file size
 p90 latency at 1 and 2 threads, speedup, speedup / FLOPs ratio, and the TFLite model's
 ACC/ASR against the Keras model's on the zoo's CIFAR-10 test slice. When a variant misses the
 bar (float32, 1 thread: speedup >= 0.8 x FLOPs ratio), every convolution the TFLite graph runs
-is timed on its own (one single-op `.tflite` per shape) to show where the time goes.
+is timed on its own (one single-op `.tflite` per shape) to show where the time goes. With
+`--rank_multiples=1,8`, every ratio is also compressed with ranks rounded up to multiples of 8
+(`compress(rank_multiple=8)`, variants `cr<cr>_m8`) and compared with C&C's ranks (`cr<cr>`).
 
     python tflite/benchmark.py --flagfile=tflite/benchmark.flags        # tflite/results/
     python tflite/benchmark.py --flagfile=tflite/benchmark.flags \\
@@ -63,6 +65,10 @@ BAR = 0.8  # speedup >= BAR x FLOPs ratio (float32, 1 thread)
 _MODELS = flags.DEFINE_list("models", ["resnet18_w64", "badnets_all2one"],
                             "Zoo entries or <architecture>_w<width> (random weights).")
 _CRS = flags.DEFINE_list("crs", ["2", "3", "4"], "Compression ratios (C&C-chosen ranks).")
+_RANK_MULTIPLES = flags.DEFINE_list(
+    "rank_multiples", ["1"], "Values of compress(rank_multiple=...), each exported at every cr: "
+    "1 = C&C's ranks as chosen (variant cr<cr>, the bar's variants; must be included), m > 1 = "
+    "ranks rounded up to multiples of m within the same parameter budget (variant cr<cr>_m<m>).")
 _INT8_MODELS = flags.DEFINE_list("int8_models", ["badnets_all2one"],
                                  "Models also exported as data-free int8.")
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "CPU thread counts.")
@@ -92,7 +98,7 @@ _OUTPUT = flags.DEFINE_string("output", os.path.join(ROOT, "tflite", "results", 
 _NOTE = flags.DEFINE_string("note", "", "Conditions of the run, written into the results.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of random weights, inputs and calibration.")
 
-_FLAG_HANDLES = [_MODELS, _CRS, _INT8_MODELS, _THREADS, _RUNS, _WARMUP, _XNNPACK,
+_FLAG_HANDLES = [_MODELS, _CRS, _RANK_MULTIPLES, _INT8_MODELS, _THREADS, _RUNS, _WARMUP, _XNNPACK,
                  _LITERT_BENCHMARK, _CALIBRATION_IMAGES, _CALIBRATION_STEPS, _EVAL_DATA,
                  _EVAL_IMAGES, _RANDOM_EVAL_IMAGES, _PROFILE, _TAU_SCALE, _WORK_DIR, _OUTPUT, _NOTE, _SEED]
 
@@ -117,20 +123,25 @@ def load_model(name, seed):
     return model, None, f"kcc.models.{match.group(1)}(width={match.group(2)}), random weights", True
 
 
-def variants_of(model, crs, tau_scale):
-    """The Keras variants of one model: the original and one per compression ratio."""
+def variants_of(model, crs, tau_scale, rank_multiples=(1,)):
+    """The Keras variants of one model: the original and one per `(cr, rank_multiple)`.
+
+    Named `cr<cr>` for `rank_multiple=1` (C&C's ranks) and `cr<cr>_m<m>` otherwise.
+    """
     total, per_layer = flops.model_flops(model)
-    out = {"original": {"model": model, "cr": None,
+    out = {"original": {"model": model, "cr": None, "rank_multiple": None,
                         "params": kcc_models.trainable_params(model), "flops": total,
                         "flops_per_layer": per_layer}}
     for cr in crs:
-        compact, report = rewrite.compress(model, cr, tau_scale=tau_scale)
-        total, per_layer = flops.model_flops(compact)
-        out[f"cr{cr:g}"] = {
-            "model": compact, "cr": cr,
-            "params": report.params_after, "flops": total, "flops_per_layer": per_layer,
-            "ranks": {l.name: list(l.ranks) for l in report.layers if l.factored},
-        }
+        for multiple in rank_multiples:
+            compact, report = rewrite.compress(model, cr, tau_scale=tau_scale,
+                                               rank_multiple=multiple)
+            total, per_layer = flops.model_flops(compact)
+            out[f"cr{cr:g}" + (f"_m{multiple}" if multiple != 1 else "")] = {
+                "model": compact, "cr": cr, "rank_multiple": multiple,
+                "params": report.params_after, "flops": total, "flops_per_layer": per_layer,
+                "ranks": {l.name: list(l.ranks) for l in report.layers if l.factored},
+            }
     return out
 
 
@@ -320,6 +331,10 @@ def main(argv):
 
     tf.get_logger().setLevel("ERROR")  # predict() on many models warns about retracing
     crs = [float(c) for c in _CRS.value]
+    multiples = [int(m) if m.strip().isdigit() else 0 for m in _RANK_MULTIPLES.value]
+    if 1 not in multiples or min(multiples) < 1:
+        raise app.UsageError("--rank_multiples must be integers >= 1 and include 1 (C&C's ranks, "
+                             f"the bar's variants). Received {','.join(_RANK_MULTIPLES.value)}.")
     threads = [int(t) for t in _THREADS.value]
     if 1 not in threads:
         raise app.UsageError("--threads must include 1 (the bar is measured at 1 thread).")
@@ -339,19 +354,19 @@ def main(argv):
                "eval_images": 0 if y is None else len(y),
                "models": {}}
     for name in _MODELS.value:
-        results["models"][name] = run_model(name, crs, threads, x, y)
+        results["models"][name] = run_model(name, crs, multiples, threads, x, y)
         results["load_average_end"] = os.getloadavg()
         results["seconds"] = round(time.time() - started, 1)
         write(results)
     print(f"Wrote {_OUTPUT.value}.md and {_OUTPUT.value}.json")
 
 
-def run_model(name, crs, threads, x, y):
+def run_model(name, crs, multiples, threads, x, y):
     print(f"== {name}", flush=True)
     model, attack, source, random_weights = load_model(name, _SEED.value)
     if random_weights and x is not None and _RANDOM_EVAL_IMAGES.value < len(y):
         x, y, _ = data.subset(x, y, fraction=_RANDOM_EVAL_IMAGES.value / len(y), seed=_SEED.value)
-    keras_variants = variants_of(model, crs, _TAU_SCALE.value)
+    keras_variants = variants_of(model, crs, _TAU_SCALE.value, multiples)
     quantizations = ["float"] + (["int8"] if name in _INT8_MODELS.value else [])
     calibration = images = None
     if "int8" in quantizations:
@@ -376,7 +391,7 @@ def run_model(name, crs, threads, x, y):
                                     overwrite=True,
                                     representative_images=images if q == "int8" else None)
             row = {"variant": variant, "quantization": q, "cr": v["cr"],
-                   "params": v["params"], "flops": v["flops"],
+                   "rank_multiple": v["rank_multiple"], "params": v["params"], "flops": v["flops"],
                    "size_bytes": info["size_bytes"], "ops": info["ops"],
                    "path": _relative(path), "keras": keras_eval}
             if x is not None:
@@ -407,7 +422,7 @@ def run_model(name, crs, threads, x, y):
             float_row = rows[f"{row['variant']}/float"]
             row["int8_speedup_over_float"] = round(
                 float_row["latency"]["1"]["median_ms"] / row["latency"]["1"]["median_ms"], 4)
-        if row["quantization"] == "float" and row["cr"]:
+        if row["quantization"] == "float" and row["cr"] and row["rank_multiple"] == 1:
             row["bar_met"] = row["latency"]["1"]["speedup"] >= BAR * row["flops_ratio"]
     entry = {"source": source, "attack": attack.get_config() if attack else None,
              "eval_images": 0 if x is None else len(x),
@@ -542,9 +557,33 @@ def markdown(results):
                              f"{f['size_bytes'] / row['size_bytes']:.2f} | {delta['acc']} | "
                              f"{delta['asr']} |")
             lines.append("")
+        lines += _rank_multiple_markdown(rows, threads)
         if "profile" in entry:
             lines += profile_markdown(entry["profile"])
     return "\n".join(lines) + "\n"
+
+
+def _rank_multiple_markdown(rows, threads):
+    """Float32 latency of each `rank_multiple > 1` variant against the same cr's m=1 variant."""
+    rounded = [r for r in rows.values() if r["quantization"] == "float" and r["cr"]
+               and (r.get("rank_multiple") or 1) > 1]
+    if not rounded:
+        return []
+    reference = {r["cr"]: r for r in rows.values() if r["quantization"] == "float" and r["cr"]
+                 and r.get("rank_multiple", 1) == 1}
+    lines = [("Hardware-aware ranks (float32): latency of `rank_multiple=m` relative to C&C's "
+              "ranks (m=1) at the same cr; > 1 means rounding the ranks helps."), "",
+             "| cr | m | params | MFLOPs | "
+             + " | ".join(f"{t} thr m=1 / m" for t in threads) + " |",
+             "|---|---|---|---|" + "---|" * len(threads)]
+    for row in rounded:
+        ref = reference[row["cr"]]
+        ratios = [f"{ref['latency'][t]['median_ms'] / row['latency'][t]['median_ms']:.3f}"
+                  for t in threads]
+        lines.append(f"| {row['cr']:g} | {row['rank_multiple']} | {row['params']:,} "
+                     f"(m=1: {ref['params']:,}) | {row['flops'] / 1e6:.1f} (m=1: "
+                     f"{ref['flops'] / 1e6:.1f}) | " + " | ".join(ratios) + " |")
+    return lines + [""]
 
 
 def profile_markdown(profile_result):
