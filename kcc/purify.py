@@ -29,7 +29,7 @@ RECIPE_DEFAULTS = {
     "paper": {"num_images": 5120, "synthesis_steps": 500, "epochs": 5, "learning_rate": 3e-4},
 }
 PAPER_ONLY = ("tau_scale", "reading", "gamma", "pgd_steps", "epsilon", "adversarial_cap")
-KCC_ONLY = ("temperature", "unlearning_weight")
+KCC_ONLY = ("temperature", "unlearning_weight", "distribution")
 
 _MODEL, _TRUST_SOURCE = flag_groups.suspect(DEFAULT_MODEL)
 _RECIPE = flags.DEFINE_enum(
@@ -121,6 +121,12 @@ _ADVERSARIAL_CAP = flags.DEFINE_float(
     "limit by moving away from the suspect. Default: none, the paper's unbounded form.")
 _SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of synthesis and distillation: the same flags and seed give the same model.")
+_DISTRIBUTION = flags.DEFINE_enum(
+    "distribution", "off", ["off", "data_parallel", "auto"],
+    "kcc recipe, JAX backend only (kcc.parallel). 'data_parallel': synthesis and distillation "
+    "split every batch over all local devices (the device count must divide the batch sizes); "
+    "'auto': so when more than one accelerator is present; 'off': one device. The result "
+    "equals the one-device run up to float rounding.")
 
 # ----------------------------------------------------------------------------- evaluation, output
 _EVAL_DATA, _ATTACK, _MODE, _TARGET = flag_groups.evaluation()
@@ -163,7 +169,7 @@ HELP = cli.Help(
         ("synthesis (no real data)", [_NUM_IMAGES, _SYNTHESIS_STEPS, _SYNTHESIS_BATCH]),
         ("distillation", [_EPOCHS, _BATCH_SIZE, _LEARNING_RATE, _TEMPERATURE,
                           _UNLEARNING_WEIGHT, _GAMMA, _PGD_STEPS, _EPSILON, _ADVERSARIAL_CAP,
-                          _SEED]),
+                          _SEED, _DISTRIBUTION]),
         ("evaluation (only measured on)", [_EVAL_DATA, _ATTACK, _MODE, _TARGET]),
         ("output", [_OUTPUT, _OVERWRITE, _FORMAT]),
     ],
@@ -219,13 +225,15 @@ def recipe_settings(recipe):
     shared = dict(synthesis_batch_size=_SYNTHESIS_BATCH.value, batch_size=_BATCH_SIZE.value,
                   **chosen)
     if recipe == "kcc":
+        from kcc import parallel
         from kcc import scan
 
         if chosen["epochs"] < 1:
             raise app.UsageError("--epochs=0 is the paper recipe's compression-only mode; the "
                                  "kcc recipe needs --epochs >= 1 (or pass --recipe=paper).")
         return dict(temperature=_TEMPERATURE.value, unlearning_weight=_UNLEARNING_WEIGHT.value,
-                    scan_settings=scan.BUDGETS[_SCAN_BUDGET.value], **shared)
+                    scan_settings=scan.BUDGETS[_SCAN_BUDGET.value],
+                    distribution=parallel.get(_DISTRIBUTION.value), **shared)
     return dict(tau_scale=_TAU_SCALE.value, reading=_READING.value, gamma=_GAMMA.value,
                 epsilon=_EPSILON.value, pgd_steps=_PGD_STEPS.value,
                 adversarial_cap=_ADVERSARIAL_CAP.value, **shared)

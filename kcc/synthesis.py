@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from kcc import flops
+from kcc import parallel
 from kcc import progress as progress_lib
 
 
@@ -151,7 +152,7 @@ def _steps_per_execution(steps):
 
 
 def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=256, seed=0,
-               verbose=True):
+               verbose=True, distribution=None):
     """Synthesises images that match the model's BatchNorm statistics (Eq. 9).
 
     Images are made in full batches of `batch_size` (the BN statistics are batch statistics);
@@ -166,6 +167,11 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
         batch_size: images optimised together.
         seed: seeds the initial noise and the labels.
         verbose: show progress over all optimisation steps (`kcc.progress`).
+        distribution: where the optimisation runs (`kcc.parallel.get`): None or `"off"` on one
+            device; `"data_parallel"`, `"auto"` or a `keras.distribution.DataParallel` splits
+            each batch of images (the variable, `kcc.parallel.shard_first_axis`) over the
+            devices (JAX only; their count must divide the batch size). The images are the
+            single-device ones up to float rounding.
 
     Returns:
         `(images, labels, info)`: images float32 `(num_images, H, W, C)` in [0, 1], labels int32
@@ -190,31 +196,37 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
     labels = rng.integers(0, num_classes, num_batches * batch_size).astype(np.int32)
     images = np.empty((num_batches * batch_size, *shape), np.float32)
 
+    distribution = parallel.get(distribution)
+    parallel.check_batch_size(distribution, batch_size, batch_size)
+    distribution = parallel.shard_first_axis(distribution, ".*normalised_images")
+
     trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(model)]
     probe.trainable = False  # the images are the only trainable weight
-    synthesizer = Synthesizer(probe, targets, mean, std, batch_size)
-    optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-8)
-    synthesizer.compile(optimizer=optimizer, steps_per_execution=_steps_per_execution(steps))
-    placeholder = np.zeros((steps * batch_size, 1), np.float32)
     info = {"bn_loss_first": [], "bn_loss_last": []}
     progress = progress_lib.Progress(num_batches * steps, "synthesis") if verbose else None
     start = time.time()
     try:
-        for b in range(num_batches):
-            y = labels[b * batch_size:(b + 1) * batch_size]
-            z = rng.standard_normal((batch_size, *shape)).astype(np.float32)
-            synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
-            for variable in optimizer.variables:  # a fresh Adam for every batch
-                variable.assign(ops.zeros(variable.shape, variable.dtype))
-            optimizer.learning_rate = learning_rate
-            info["bn_loss_first"].append(synthesizer.bn_loss())
-            synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
-                            shuffle=False, verbose=0,
-                            callbacks=[progress.callback(b * steps)] if progress else None)
-            info["bn_loss_last"].append(synthesizer.bn_loss())
-            images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
-            if progress:
-                progress.update((b + 1) * steps, [("bn_loss", info["bn_loss_last"][-1])])
+        with parallel.scope(distribution, model):
+            synthesizer = Synthesizer(probe, targets, mean, std, batch_size)
+            optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-8)
+            synthesizer.compile(optimizer=optimizer,
+                                steps_per_execution=_steps_per_execution(steps))
+            placeholder = np.zeros((steps * batch_size, 1), np.float32)
+            for b in range(num_batches):
+                y = labels[b * batch_size:(b + 1) * batch_size]
+                z = rng.standard_normal((batch_size, *shape)).astype(np.float32)
+                synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
+                for variable in optimizer.variables:  # a fresh Adam for every batch
+                    variable.assign(ops.zeros(variable.shape, variable.dtype))
+                optimizer.learning_rate = learning_rate
+                info["bn_loss_first"].append(synthesizer.bn_loss())
+                synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
+                                shuffle=False, verbose=0,
+                                callbacks=[progress.callback(b * steps)] if progress else None)
+                info["bn_loss_last"].append(synthesizer.bn_loss())
+                images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
+                if progress:
+                    progress.update((b + 1) * steps, [("bn_loss", info["bn_loss_last"][-1])])
     finally:
         for layer, flag in trainable:
             layer.trainable = flag

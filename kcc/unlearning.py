@@ -8,11 +8,11 @@ learns to give those same answers when an inverted trigger is stamped on them:
 
 with `p_M(x) = softmax(M(x) / tau)`, `x` a synthetic image, `a` a random flip and shift of it
 (the teacher answers on the same `a(x)`: `p_T(a(x))`), and `t` one of the inverted triggers
-(`kcc.scan.Trigger`), drawn at random for every image. The first term restores what truncation
-cost; the second makes the trigger carry no information, which removes the backdoor where the
-inverted trigger resembles the real one. All of the student's weights train (the factored
-convolutions' factors and cores included); BatchNorm statistics are re-estimated on the
-synthetic images after every epoch (`SyntheticValidation`).
+(`kcc.scan.Trigger`: local, global or warp), drawn at random for every image. The first term
+restores what truncation cost; the second makes the trigger carry no information, which
+removes the backdoor where the inverted trigger resembles the real one. All of the student's
+weights train (the factored convolutions' factors and cores included); BatchNorm statistics
+are re-estimated on the synthetic images after every epoch (`SyntheticValidation`).
 
 Everything runs inside the compiled train step (teacher, augmentation, stamping), so `fit` takes
 only the synthetic images.
@@ -29,7 +29,9 @@ from keras import ops
 
 from kcc import distillation
 from kcc import flops
+from kcc import parallel
 from kcc import progress
+from kcc.scan import inversion
 
 #: At most this many synthetic training images (evenly spaced) are used to re-estimate BatchNorm
 #: statistics after every epoch: plenty for per-channel means and variances, and about 3 s per
@@ -38,22 +40,27 @@ CALIBRATION_IMAGES = 512
 
 
 def stack_triggers(triggers, image_shape):
-    """`(masks (T, H, W, 1), patterns (T, H, W, C), additive (T,))` of a list of triggers.
+    """`(masks (T, H, W, 1), patterns (T, H, W, C), flows (T, H, W, 2), kinds (T, 3))` of a list
+    of triggers, `kinds` one-hot over `kcc.scan.inversion.KINDS`.
 
-    A local trigger stamps `(1 - m) * x + m * p`; a global one adds its perturbation `p` (its
-    mask is all zeros and `additive` is 1: `clip(x + p, 0, 1)`).
+    A local trigger stamps `(1 - m) * x + m * p`; a global one adds its perturbation `p`
+    (`clip(x + p, 0, 1)`); a warp trigger resamples `x` along its flow (`inversion.warp`). The
+    arrays of the kinds a trigger is not are zeros.
     """
     h, w, c = image_shape
     masks = np.zeros((len(triggers), h, w, 1), np.float32)
     patterns = np.zeros((len(triggers), h, w, c), np.float32)
-    additive = np.zeros(len(triggers), np.float32)
+    flows = np.zeros((len(triggers), h, w, 2), np.float32)
+    kinds = np.zeros((len(triggers), len(inversion.KINDS)), np.float32)
     for i, trigger in enumerate(triggers):
-        patterns[i] = trigger.pattern
+        kinds[i, inversion.KINDS.index(trigger.kind)] = 1.0
+        if trigger.kind == "warp":
+            flows[i] = trigger.pattern
+        else:
+            patterns[i] = trigger.pattern
         if trigger.kind == "local":
             masks[i] = trigger.mask
-        else:
-            additive[i] = 1.0
-    return masks, patterns, additive
+    return masks, patterns, flows, kinds
 
 
 class UnlearningDistiller(keras.Model):
@@ -78,9 +85,9 @@ class UnlearningDistiller(keras.Model):
         self.teacher, self.student = teacher, student
         self.temperature, self.unlearning_weight = float(temperature), float(unlearning_weight)
         shape = tuple(student.inputs[0].shape[1:])
-        masks, patterns, additive = stack_triggers(list(triggers), shape)
-        self.num_triggers = len(masks)
-        self.masks, self.patterns, self.additive = masks, patterns, additive
+        self.stacked = stack_triggers(list(triggers), shape)
+        self.num_triggers = len(self.stacked[0])
+        self.any_warp = bool(self.stacked[-1][:, inversion.KINDS.index("warp")].any())
         self.augmenter = None
         if augment:
             self.augmenter = keras.Sequential([
@@ -98,11 +105,12 @@ class UnlearningDistiller(keras.Model):
             return x
         pick = keras.random.randint((ops.shape(x)[0],), 0, self.num_triggers,
                                     seed=self.seed_generator)
-        m = ops.take(ops.convert_to_tensor(self.masks), pick, axis=0)
-        p = ops.take(ops.convert_to_tensor(self.patterns), pick, axis=0)
-        a = ops.take(ops.convert_to_tensor(self.additive), pick, axis=0)[:, None, None, None]
-        local = (1.0 - m) * x + m * p
-        return a * ops.clip(x + p, 0.0, 1.0) + (1.0 - a) * local
+        m, p, f, kind = (ops.take(ops.convert_to_tensor(a), pick, axis=0) for a in self.stacked)
+        kind = kind[:, None, None, None, :]
+        stamped = kind[..., 0] * ((1.0 - m) * x + m * p) + kind[..., 1] * ops.clip(x + p, 0.0, 1.0)
+        if self.any_warp:
+            stamped = stamped + kind[..., 2] * inversion.warp(x, f)
+        return stamped
 
     def call(self, x, training=False):
         if self.augmenter is not None and training:
@@ -171,7 +179,7 @@ class SyntheticValidation(keras.callbacks.Callback):
         self.student, self.images = student, np.asarray(images, np.float32)
         self.calibration_images = calibration_images
         self.triggers, self.max_trigger_rate = list(triggers), max_trigger_rate
-        self.teacher_labels = np.argmax(teacher.predict(self.images, verbose=0), -1)
+        self.teacher_labels = np.argmax(parallel.predict(teacher, self.images, 32), -1)
         self.history, self.best, self.best_key, self.chosen_epoch = [], None, None, None
 
     def on_train_begin(self, logs=None):
@@ -181,7 +189,7 @@ class SyntheticValidation(keras.callbacks.Callback):
     def measure(self):
         """`(agreement, trigger_rate)` of the student now."""
         def predict(x):
-            return np.argmax(self.student.predict(x, batch_size=512, verbose=0), -1)
+            return np.argmax(parallel.predict(self.student, x, 512), -1)
 
         agreement = float(np.mean(predict(self.images) == self.teacher_labels))
         rates = []
@@ -214,7 +222,7 @@ class SyntheticValidation(keras.callbacks.Callback):
 
 def distill(teacher, student, images, validation_images, triggers=(), epochs=30, batch_size=128,
             learning_rate=1e-3, temperature=4.0, unlearning_weight=1.0, augment=True,
-            max_trigger_rate=0.05, seed=0, verbose=True):
+            max_trigger_rate=0.05, seed=0, verbose=True, distribution=None):
     """Trains `student` in place by distillation with trigger unlearning (module docstring).
 
     Args:
@@ -229,27 +237,36 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
         max_trigger_rate: see `SyntheticValidation`.
         seed: seeds augmentation, trigger draws and shuffling.
         verbose: show progress per epoch.
+        distribution: where training runs (`kcc.parallel.get`): None or `"off"` on one device;
+            `"data_parallel"`, `"auto"` or a `keras.distribution.DataParallel` splits every
+            batch over the devices (JAX only; their count must divide `batch_size` and the
+            last batch, `kcc.parallel.check_batch_size`). The result is the single-device one
+            up to float rounding.
 
     Returns:
         `(history, validation)`: the Keras `History` and the `SyntheticValidation` callback
         (its `history` and `chosen_epoch`).
     """
+    distribution = parallel.get(distribution)
+    parallel.check_batch_size(distribution, batch_size, len(images))
     trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(student)]
     teacher_trainable = teacher.trainable
     try:
         student.trainable, teacher.trainable = True, False
-        keras.utils.set_random_seed(seed)
-        distiller = UnlearningDistiller(teacher, student, triggers, temperature,
-                                        unlearning_weight, augment, seed)
-        steps = epochs * -(-len(images) // batch_size)
-        distiller.compile(optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))
-        calibration = np.asarray(images)[::-(-len(images) // CALIBRATION_IMAGES)]
-        validation = SyntheticValidation(teacher, student, validation_images, triggers,
-                                         max_trigger_rate, calibration_images=calibration)
-        history = distiller.fit(
-            np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs, verbose=0,
-            callbacks=[validation, *progress.callbacks("distillation", verbose=verbose)])
+        with parallel.scope(distribution, teacher, student):
+            keras.utils.set_random_seed(seed)
+            distiller = UnlearningDistiller(teacher, student, triggers, temperature,
+                                            unlearning_weight, augment, seed)
+            steps = epochs * -(-len(images) // batch_size)
+            distiller.compile(optimizer=keras.optimizers.Adam(
+                keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))
+            calibration = np.asarray(images)[::-(-len(images) // CALIBRATION_IMAGES)]
+            validation = SyntheticValidation(teacher, student, validation_images, triggers,
+                                             max_trigger_rate, calibration_images=calibration)
+            history = distiller.fit(
+                np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs,
+                verbose=0,
+                callbacks=[validation, *progress.callbacks("distillation", verbose=verbose)])
     finally:
         for layer, flag in trainable:
             layer.trainable = flag

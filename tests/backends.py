@@ -7,13 +7,14 @@ import sys
 import textwrap
 
 
-def run(backend, code, timeout=600):
-    """Runs `code` with `KERAS_BACKEND=backend`; the code must print one JSON line last.
+def run(backend, code, timeout=600, env=None):
+    """Runs `code` with `KERAS_BACKEND=backend` (and the variables of `env` set); the code must
+    print one JSON line last.
 
     Returns:
         the decoded JSON object.
     """
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
         timeout=timeout,

@@ -62,13 +62,12 @@ def test_evaluation_set_changes_no_weight(suspect):
     small = dict(num_images=64, synthesis_steps=5, synthesis_batch_size=32, epochs=2,
                  batch_size=32, scan_settings=dict(margin_images=2, margin_steps=5, num_images=32,
                                                    inversion_steps=5, inversion_batch_size=8))
-    x, y = task(300, seed=99)
+    x, y = task(50, seed=99)
     runs = [recipe.purify(suspect, cr=1.5, evaluation=evaluation, verbose=False, **small)
-            for evaluation in ((x[:50], y[:50], None), (x[50:], y[50:] * 0, None), None)]
-    assert "evaluation" in runs[0][1] and "evaluation" not in runs[2][1]
-    for other, _ in runs[1:]:
-        for a, b in zip(weights(runs[0][0]), weights(other)):
-            np.testing.assert_array_equal(a, b)
+            for evaluation in ((x, y * 0, None), None)]  # wrong labels, and no set at all
+    assert "evaluation" in runs[0][1] and "evaluation" not in runs[1][1]
+    for a, b in zip(weights(runs[0][0]), weights(runs[1][0])):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_paper_recipe_is_algorithm_1_unchanged(suspect):
@@ -90,11 +89,15 @@ def test_unknown_recipe_and_no_distillation_are_refused(suspect):
 
 def test_triggers_to_unlearn_follow_the_scan():
     local = [scan.Trigger("local", c, np.zeros((2, 2, 3)), np.zeros((2, 2, 1))) for c in range(3)]
-    report = scan.ScanReport(True, [1], 0.001, 0.05, [], {"local": local, "global": []}, [], {},
-                             {})
-    assert [t.target for t in recipe.unlearning_triggers(report)] == [1]
+    warp = [scan.Trigger("warp", c, np.zeros((2, 2, 2))) for c in range(3)]
+    per_class = [{"class": c, "local_trigger_p": 1.0, "warp_trigger_p": 1.0} for c in range(3)]
+    per_class[1]["warp_trigger_p"] = 0.001  # class 1 stands out in its warp only
+    report = scan.ScanReport(True, [1, 2], 0.001, 0.05, per_class,
+                             {"local": local, "warp": warp}, [], {}, {})
+    chosen = [(t.kind, t.target) for t in recipe.unlearning_triggers(report)]
+    assert chosen == [("warp", 1), ("local", 2), ("warp", 2)]  # class 2: the margin flagged it
     report.backdoored, report.target_classes = False, []
-    assert [t.target for t in recipe.unlearning_triggers(report)] == [0, 1, 2]
+    assert len(recipe.unlearning_triggers(report)) == 6
 
 
 def test_reestimate_batchnorm_matches_the_images_statistics():

@@ -7,8 +7,8 @@ No image from any dataset is touched. Two independent signals, each a plain func
    optimised inputs reach from uniform noise.
 2. **Trigger inversion** (`kcc.scan.inversion`, Neural Cleanse-style) on images synthesised
    from the model's own BatchNorm statistics (`kcc.synthesis`): per class, the smallest local
-   (mask and pattern) and global (additive) triggers that send the other classes' images to
-   it, and how many held-aside synthetic images each trigger flips.
+   (mask and pattern), global (additive) and warp (smooth displacement) triggers that send the
+   other classes' images to it, and how many held-aside synthetic images each trigger flips.
 
 Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the inverse
 of a trigger's size, `trigger_statistic`), and `kcc.scan.anomaly.p_values` tests it as MM-BD
@@ -51,7 +51,7 @@ MAX_INVERTED = 10
 #: Images per step of the margin ascent, over all classes; with more classes each gets fewer.
 MARGIN_BATCH = 512
 
-SIGNALS = ("max_margin", "local_trigger", "global_trigger")
+SIGNALS = ("max_margin", "local_trigger", "global_trigger", "warp_trigger")
 #: Named budgets of `scan`: "full" is its defaults (MM-BD's 30 images x 300 steps), "cpu" what
 #: `flags/scan_cpu.flags` sets (a width-16 ResNet-18 in minutes on 2 CPU cores).
 BUDGETS = {
@@ -73,7 +73,8 @@ class ScanReport:
         alpha: the level used.
         per_class: one dict per class: each signal's statistic and p-value, the inverted
             triggers' sizes and held-aside flip rates, and the combined p-value.
-        triggers: `{"local": [Trigger], "global": [Trigger]}` for the inverted classes.
+        triggers: `{kind: [Trigger]}` for the inverted classes, every kind of
+            `kcc.scan.inversion.KINDS`.
         notes: what the scan could not do or did differently, in words.
         seconds: wall time per stage and in total.
         settings: the budget used.
@@ -90,8 +91,8 @@ class ScanReport:
     settings: dict
 
     def trigger(self, target):
-        """The inverted trigger of `target` that the scan found most anomalous (local or
-        global), or None when no trigger was inverted for it."""
+        """The inverted trigger of `target` that the scan found most anomalous (of any kind),
+        or None when no trigger was inverted for it."""
         row = self.per_class[target]
         candidates = [(row.get(f"{kind}_trigger_p", 1.0), kind) for kind in inversion.KINDS
                       if self._find(kind, target) is not None]
@@ -206,8 +207,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         seconds["synthesis"] = time.time() - t
         t = time.time()
         half = len(images) // 2
-        say(f"[3/3] inverting a local and a global trigger for {len(candidates)} classes "
-            f"({inversion_steps} steps, {half} images; {len(images) - half} held aside)")
+        say(f"[3/3] inverting a local, a global and a warp trigger for {len(candidates)} "
+            f"classes ({inversion_steps} steps, {half} images; {len(images) - half} held aside)")
         inverted = inversion.invert_triggers(model, images[:half], labels[:half],
                                              steps=inversion_steps,
                                              batch_size=inversion_batch_size, seed=seed,
@@ -279,7 +280,8 @@ def save_triggers(report, folder, scale=8):
     and all of them in one `.npz`; returns the paths written.
 
     A local trigger's PNG is its pattern shown through its mask (`mask * pattern` on black); a
-    global trigger's is its perturbation mapped to [0, 1] around mid-grey.
+    global trigger's is its perturbation mapped to [0, 1] around mid-grey; a warp trigger's is
+    its flow, the column displacement in red and the row displacement in green around mid-grey.
     """
     from PIL import Image
 
@@ -295,6 +297,8 @@ def save_triggers(report, folder, scale=8):
             else:
                 peak = max(float(np.abs(trig.pattern).max()), 1e-6)
                 picture = 0.5 + 0.5 * trig.pattern / peak
+                if kind == "warp":  # (H, W, 2) -> RGB, blue at mid-grey
+                    picture = np.concatenate([picture, np.full_like(picture[..., :1], 0.5)], -1)
             arrays[f"{kind}_{trig.target}_pattern"] = trig.pattern
             picture = np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8)
             if picture.shape[-1] == 1:

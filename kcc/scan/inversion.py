@@ -1,6 +1,6 @@
 """Trigger inversion: the smallest input change that sends images to a class, for every class.
 
-Two trigger shapes are reverse-engineered for every candidate target class `k`, jointly for all
+Three trigger shapes are reverse-engineered for every candidate target class `k`, jointly for all
 classes in one batched optimisation over images `x` the model does not assign to `k`:
 
 * a local (patch) trigger, Neural Cleanse's mask and pattern,
@@ -12,17 +12,29 @@ classes in one batched optimisation over images `x` the model does not assign to
 
       min  CE(F(x'), k) + lambda_global * ||d_k||_2
 
+* a warp trigger, a smooth displacement of every pixel, `x' = warp(x, f_k)` (`warp`: bilinear
+  resampling at `position + f_k`), with the flow `f_k = B c_k B^T` `(H, W, 2)` in pixels the
+  bicubic upsampling of `WARP_GRID x WARP_GRID` control offsets `c_k`:
+
+      min  CE(F(x'), k) + lambda_warp * mean_pixels ||f_k||_2
+
+  WaNet's trigger is such a warp (about 0.2 pixels on average on the zoo's model); neither a
+  mask nor an additive perturbation reproduces it, so without this shape the recipe had no
+  trigger to unlearn on WaNet (`benchmarks/results/recipe_zoo.md`, revision 1).
+
 A backdoor target needs a much smaller trigger than the other classes (and its trigger still
 flips images it was not fitted on). With a fixed penalty the optimisation settles where a
 trigger flips only part of the images, so, as Neural Cleanse keeps the smallest mask that
 reaches its attack-success goal, the triggers are checked `CHECKS` times on the images they are
 fitted on and each class keeps the smallest trigger that flipped at least `FLIP_GOAL` of them
-(or, if none did, the one that flipped most). `size` is the mask's L1 norm in pixels (local) or
-the L2 norm of `d_k` in [0, 1] pixel units (global); `flip_rate` is measured on held-aside
-images.
+(or, if none did, the one that flipped most). `size` is the mask's L1 norm in pixels (local),
+the L2 norm of `d_k` in [0, 1] pixel units (global) or the mean displacement in pixels (warp);
+`flip_rate` is measured on held-aside images.
 
-Reference: Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in
-Neural Networks", IEEE S&P 2019 (mask and pattern; here with a fixed penalty weight).
+References: Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in
+Neural Networks", IEEE S&P 2019 (mask and pattern; here with a fixed penalty weight); Nguyen
+and Tran, "WaNet - Imperceptible Warping-based Backdoor Attack", ICLR 2021 (the warp family:
+a bicubic-upsampled control grid, bilinear resampling); inverting it per class is kcc's.
 """
 
 import dataclasses
@@ -32,8 +44,9 @@ import numpy as np
 from keras import ops
 
 from kcc import progress as progress_lib
+from kcc.attacks.wanet import bicubic_matrix
 
-KINDS = ("local", "global")
+KINDS = ("local", "global", "warp")
 #: Times the triggers are checked during inversion (evenly spaced; the last at the end).
 CHECKS = 5
 #: Share of the fitting images a trigger must flip to be kept in preference to a larger one.
@@ -41,6 +54,41 @@ FLIP_GOAL = 0.9
 #: Starting mask logit: sigmoid(-6) = 0.0025 per pixel, about 2.5 pixels on a 32x32 image, so a
 #: mask grows to what its class needs rather than shrinking from an arbitrary start.
 MASK_START = -6.0
+#: Side of the control grid of a warp trigger (WaNet's k = 4).
+WARP_GRID = 4
+
+
+def warp(x, flow):
+    """Bilinear resampling of images at displaced positions (edges repeat).
+
+    Args:
+        x: images `(N, H, W, C)`.
+        flow: displacements `(N, H, W, 2)` (or `(1, H, W, 2)` for all images) in pixels,
+            `[..., 0]` along the width (columns) and `[..., 1]` along the height (rows): output
+            pixel `(i, j)` is `x` sampled at `(i + flow[i, j, 1], j + flow[i, j, 0])`.
+
+    Returns:
+        `(N, H, W, C)`, differentiable with respect to `x` and `flow` (`keras.ops`).
+    """
+    n, h, w, c = (ops.shape(x)[0], *x.shape[1:])
+    flow = ops.broadcast_to(ops.convert_to_tensor(flow, x.dtype), (n, h, w, 2))
+    rows = ops.clip(ops.arange(h, dtype=x.dtype)[:, None] + flow[..., 1], 0.0, h - 1.0)
+    cols = ops.clip(ops.arange(w, dtype=x.dtype)[None, :] + flow[..., 0], 0.0, w - 1.0)
+    top = ops.clip(ops.floor(rows), 0.0, max(h - 2.0, 0.0))
+    left = ops.clip(ops.floor(cols), 0.0, max(w - 2.0, 0.0))
+    down, right = (rows - top)[..., None], (cols - left)[..., None]
+    base = ops.arange(n, dtype="int32")[:, None, None] * (h * w)
+    index = base + ops.cast(top, "int32") * w + ops.cast(left, "int32")  # (N, H, W)
+    pixels = ops.reshape(x, (-1, c))
+    step_down, step_right = (w if h > 1 else 0), (1 if w > 1 else 0)
+
+    def at(offset):
+        return ops.reshape(ops.take(pixels, ops.reshape(index + offset, (-1,)), axis=0),
+                           (n, h, w, c))
+
+    upper = (1.0 - right) * at(0) + right * at(step_right)
+    lower = (1.0 - right) * at(step_down) + right * at(step_down + step_right)
+    return (1.0 - down) * upper + down * lower
 
 
 @dataclasses.dataclass
@@ -48,11 +96,13 @@ class Trigger:
     """An inverted trigger for one target class.
 
     Attributes:
-        kind: `"local"` (mask and pattern) or `"global"` (additive perturbation).
+        kind: `"local"` (mask and pattern), `"global"` (additive perturbation) or `"warp"`.
         target: the class the trigger sends images to.
-        pattern: `(H, W, C)`: the pattern in [0, 1] (local) or the perturbation (global).
-        mask: `(H, W, 1)` in [0, 1] for a local trigger, None for a global one.
-        size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global).
+        pattern: the pattern `(H, W, C)` in [0, 1] (local), the perturbation `(H, W, C)`
+            (global) or the flow `(H, W, 2)` in pixels (warp, see `warp`).
+        mask: `(H, W, 1)` in [0, 1] for a local trigger, None otherwise.
+        size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global), mean
+            displacement in pixels (warp).
         flip_rate: fraction of held-aside images (not of the target class) it sends to the
             target, or None before it is measured.
     """
@@ -69,34 +119,39 @@ class Trigger:
         x = np.asarray(x, np.float32)
         if self.kind == "local":
             return ((1.0 - self.mask) * x + self.mask * self.pattern).astype(np.float32)
+        if self.kind == "warp":
+            return ops.convert_to_numpy(warp(ops.convert_to_tensor(x), self.pattern[None]))
         return np.clip(x + self.pattern, 0.0, 1.0).astype(np.float32)
 
 
 class TriggerInversion(keras.Model):
-    """Local and global triggers for every class, optimised together by `fit`.
+    """Local, global and warp triggers for every class, optimised together by `fit`.
 
     Trainable weights: mask logits `(K', H, W, 1)`, pattern logits `(K', H, W, C)` (both
-    through a sigmoid) and perturbations `(K', H, W, C)`. `fit` takes images `(B, H, W, C)` and
-    their labels `(B,)` (the model's own predictions); every image is stamped with every
-    candidate's two triggers, `2 * K' * B` images per step, and an image counts for target `k`
-    only if its label is not `k`.
+    through a sigmoid), perturbations `(K', H, W, C)` and warp control offsets
+    `(K', WARP_GRID, WARP_GRID, 2)` in pixels. `fit` takes images `(B, H, W, C)` and their labels
+    `(B,)` (the model's own predictions); every image is stamped with every candidate's three
+    triggers, `3 * K' * B` images per step, and an image counts for target `k` only if its label
+    is not `k`.
 
     Args:
         classifier: the suspect, producing logits `(B, K)` (frozen, inference mode).
         classes: the candidate target classes (default: all `K`); `K'` of them below.
         lambda_mask: penalty per unit of mask L1 norm (pixels).
         lambda_global: penalty per unit of perturbation L2 norm.
+        lambda_warp: penalty per pixel of mean displacement.
     """
 
     def __init__(self, classifier, classes=None, lambda_mask=0.01, lambda_global=0.1,
-                 **kwargs):
+                 lambda_warp=0.5, **kwargs):
         super().__init__(**kwargs)
         self.classifier = classifier
         num_classes = int(classifier.outputs[0].shape[-1])
         self.classes = np.arange(num_classes) if classes is None else np.asarray(classes)
         k = len(self.classes)
         h, w, c = classifier.inputs[0].shape[1:]
-        self.lambda_mask, self.lambda_global = float(lambda_mask), float(lambda_global)
+        self.lambdas = {"local": float(lambda_mask), "global": float(lambda_global),
+                        "warp": float(lambda_warp)}
         self.mask_logits = self.add_weight(
             shape=(k, h, w, 1), initializer=keras.initializers.Constant(MASK_START),
             name="mask_logits")
@@ -104,6 +159,10 @@ class TriggerInversion(keras.Model):
             shape=(k, h, w, c), initializer="zeros", name="pattern_logits")
         self.perturbations = self.add_weight(
             shape=(k, h, w, c), initializer="zeros", name="perturbations")
+        self.warp_control = self.add_weight(
+            shape=(k, WARP_GRID, WARP_GRID, 2), initializer="zeros", name="warp_control")
+        self.upsample_rows = bicubic_matrix(WARP_GRID, h).astype(np.float32)
+        self.upsample_cols = bicubic_matrix(WARP_GRID, w).astype(np.float32)
 
     def masks(self):
         return ops.sigmoid(self.mask_logits)
@@ -111,13 +170,32 @@ class TriggerInversion(keras.Model):
     def patterns(self):
         return ops.sigmoid(self.pattern_logits)
 
+    def flows(self):
+        """`(K', H, W, 2)`: the warp triggers' displacements in pixels."""
+        return ops.einsum("hi,kijc,wj->khwc", self.upsample_rows, self.warp_control,
+                          self.upsample_cols)
+
+    def sizes(self):
+        """`{kind: (K',)}`: each trigger's size as in the module docstring."""
+        flows = self.flows()
+        return {
+            "local": ops.sum(self.masks(), axis=(1, 2, 3)),
+            "global": ops.sqrt(ops.sum(ops.square(self.perturbations), axis=(1, 2, 3)) + 1e-12),
+            "warp": ops.mean(ops.sqrt(ops.sum(ops.square(flows), axis=-1) + 1e-12),
+                             axis=(1, 2)),
+        }
+
     def stamp(self, x):
-        """`x` `(B, H, W, C)` -> `(2 * K * B, H, W, C)`: local triggers, then global ones."""
+        """`x` `(B, H, W, C)` -> `(3 * K * B, H, W, C)`: local, global, then warp triggers."""
+        k, shape = len(self.classes), tuple(x.shape[1:])
         m, p = self.masks()[:, None], self.patterns()[:, None]
-        local = (1.0 - m) * x[None] + m * p
-        global_ = ops.clip(x[None] + self.perturbations[:, None], 0.0, 1.0)
-        both = ops.concatenate([local, global_], axis=0)
-        return ops.reshape(both, (-1, *x.shape[1:]))
+        local = ops.reshape((1.0 - m) * x[None] + m * p, (-1, *shape))
+        global_ = ops.reshape(ops.clip(x[None] + self.perturbations[:, None], 0.0, 1.0),
+                              (-1, *shape))
+        batch = ops.shape(x)[0]
+        flows = ops.repeat(self.flows(), batch, axis=0)  # (K * B, H, W, 2)
+        warped = warp(ops.tile(x, (k, 1, 1, 1)), flows)
+        return ops.concatenate([local, global_, warped], axis=0)
 
     def call(self, x, training=False):
         return self.classifier(self.stamp(x), training=False)
@@ -127,33 +205,31 @@ class TriggerInversion(keras.Model):
         k = len(self.classes)
         batch = ops.shape(y)[0]
         classes = ops.convert_to_tensor(self.classes.astype(np.int32))
-        targets = ops.tile(ops.repeat(classes, batch), 2)
+        targets = ops.tile(ops.repeat(classes, batch), len(KINDS))
         ce = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        ce = ops.reshape(ce, (2, k, batch))
+        ce = ops.reshape(ce, (len(KINDS), k, batch))
         counts = ops.cast(ops.not_equal(y[None, :], classes[:, None]), ce.dtype)
         per_class = ops.sum(ce * counts[None], axis=-1) / ops.maximum(
             ops.sum(counts, axis=-1)[None], 1.0)
-        return per_class  # (2, K)
+        return per_class  # (len(KINDS), K)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         per_class = self._terms(ops.cast(y, "int32"), y_pred)
-        mask_l1 = ops.sum(self.masks(), axis=(1, 2, 3))
-        global_l2 = ops.sqrt(ops.sum(ops.square(self.perturbations), axis=(1, 2, 3)) + 1e-12)
-        return ops.sum(ops.mean(per_class, axis=-1)) + ops.mean(
-            self.lambda_mask * mask_l1 + self.lambda_global * global_l2)
+        sizes = self.sizes()
+        penalty = sum(self.lambdas[kind] * sizes[kind] for kind in KINDS)
+        return ops.sum(ops.mean(per_class, axis=-1)) + ops.mean(penalty)
 
     def triggers(self):
-        """The current triggers, `{"local": [Trigger] * K', "global": [Trigger] * K'}`."""
+        """The current triggers, `{kind: [Trigger] * K'}` for every kind of `KINDS`."""
         masks = ops.convert_to_numpy(self.masks()).astype(np.float32)
-        patterns = ops.convert_to_numpy(self.patterns()).astype(np.float32)
-        deltas = ops.convert_to_numpy(self.perturbations).astype(np.float32)
-        return {
-            "local": [Trigger("local", int(t), patterns[i], masks[i], float(masks[i].sum()))
-                      for i, t in enumerate(self.classes)],
-            "global": [Trigger("global", int(t), deltas[i], None,
-                               float(np.sqrt((deltas[i] ** 2).sum())))
-                       for i, t in enumerate(self.classes)],
-        }
+        shapes = {"local": ops.convert_to_numpy(self.patterns()),
+                  "global": ops.convert_to_numpy(self.perturbations),
+                  "warp": ops.convert_to_numpy(self.flows())}
+        sizes = {kind: ops.convert_to_numpy(v) for kind, v in self.sizes().items()}
+        return {kind: [Trigger(kind, int(t), shapes[kind][i].astype(np.float32),
+                               masks[i] if kind == "local" else None, float(sizes[kind][i]))
+                       for i, t in enumerate(self.classes)]
+                for kind in KINDS}
 
 
 def flip_rates(model, triggers, images, labels, batch_size=512):
@@ -189,7 +265,7 @@ class KeepSmallestEffective(keras.callbacks.Callback):
             suspect's predictions on them.
 
     Attributes:
-        best: `{"local": [Trigger], "global": [Trigger]}` after `fit` (flip rates reset to None,
+        best: `{kind: [Trigger]}` after `fit` (flip rates reset to None,
             to be measured on held-aside images).
     """
 
@@ -226,8 +302,9 @@ def _better(new, old):
 
 
 def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_rate=0.1,
-                    lambda_mask=0.01, lambda_global=0.1, classes=None, seed=0, verbose=True):
-    """Inverts a local and a global trigger for every class of `model` (see the module doc).
+                    lambda_mask=0.01, lambda_global=0.1, lambda_warp=0.5, classes=None, seed=0,
+                    verbose=True):
+    """Inverts a local, a global and a warp trigger for every class of `model` (module doc).
 
     Args:
         model: a Keras classifier on [0, 1] images, producing logits (not modified).
@@ -236,15 +313,16 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
         labels: the model's predictions on `images` `(N,)`.
         steps: Adam steps.
         batch_size: images per step (each is stamped with `2 * K` triggers).
-        learning_rate: Adam learning rate (on logits and perturbations).
-        lambda_mask, lambda_global: penalty weights (see `TriggerInversion`).
+        learning_rate: Adam learning rate (on logits, perturbations and warp offsets in pixels).
+        lambda_mask, lambda_global, lambda_warp: penalty weights (see `TriggerInversion`).
         classes: candidate target classes (default: every class).
         seed: seeds the batch order.
         verbose: show a progress line that updates while the optimisation runs.
 
     Returns:
-        `{"local": [Trigger], "global": [Trigger]}`, one per candidate class, each the smallest
-        that reached `FLIP_GOAL` at one of the `CHECKS` checks (flip rates not yet measured).
+        `{"local": [Trigger], "global": [Trigger], "warp": [Trigger]}`, one per candidate class
+        and kind, each the smallest that reached `FLIP_GOAL` at one of the `CHECKS` checks (flip
+        rates not yet measured).
     """
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels, np.int32)
@@ -255,7 +333,8 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
     trainable = model.trainable
     model.trainable = False
     try:
-        inversion = TriggerInversion(model, classes, lambda_mask, lambda_global)
+        inversion = TriggerInversion(model, classes, lambda_mask, lambda_global,
+                                     lambda_warp)
         checks = min(CHECKS, steps)
         per_check = steps // checks
         inversion.compile(optimizer=keras.optimizers.Adam(learning_rate),
