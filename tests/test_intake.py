@@ -221,11 +221,11 @@ def test_cli(corpus):
     assert code == 0, out
     assert "result: OK" in out and "BatchNorm present: yes" in out
     assert "decomposable convs" in out and "trainable parameters: " in out
-    for name in ("lambda_layer", "zip_bomb", "truncated_archive"):
-        code, out = _cli(cases[name].path)
-        assert code == 1, out
-        assert "Traceback" not in out
-        assert re.search(cases[name].match, out), out
+    # One refusal through the command line (each case is refused in-process above).
+    code, out = _cli(cases["lambda_layer"].path)
+    assert code == 1, out
+    assert "Traceback" not in out
+    assert re.search(cases["lambda_layer"].match, out), out
     code, out = _cli("--json", cases["h5_wrong_shape"].path)
     assert code == 1 and "Traceback" not in out
     report = json.loads(out)

@@ -14,7 +14,6 @@ from kcc import distillation
 from kcc import models
 from kcc import rewrite
 from kcc import synthesis
-from tests import backends
 
 
 @pytest.fixture(scope="module")
@@ -165,22 +164,6 @@ def test_purify_scaling_only_and_bad_arguments(tiny):
     with pytest.raises(ValueError, match="cannot be reached"):
         _purify_tiny(tiny, cr=500)
     _purify_tiny(tiny, epochs=0, tau_scale=math.inf)  # fine-tuning-only ablation: no scaling
-
-
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_purify_runs_on_both_backends(backend):
-    result = backends.run(backend, """
-        import json
-        from kcc import models
-        from kcc.cc import purify
-        model = models.resnet18(width=4)
-        purified, report = purify(model, cr=2, num_images=16, synthesis_steps=2,
-                                  synthesis_batch_size=16, epochs=1, batch_size=16, pgd_steps=1,
-                                  verbose=False)
-        print(json.dumps({"params": models.trainable_params(purified),
-                          "before": models.trainable_params(model)}))
-    """)
-    assert result["params"] <= result["before"] / 2
 
 
 def test_the_intake_corpus_is_refused_by_purify(tmp_path):
