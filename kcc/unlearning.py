@@ -14,6 +14,16 @@ removes the backdoor where the inverted trigger resembles the real one. All of t
 weights train (the factored convolutions' factors and cores included); BatchNorm statistics
 are re-estimated on the synthetic images after every epoch (`SyntheticValidation`).
 
+The stamped images pass through the student in inference mode: its BatchNorm layers normalise
+them with the moving statistics of clean images (kept current by the clean pass and re-estimated
+every epoch), as they will be normalised after purification, and the gradient flows through that
+fixed normalisation. A batch of stamped images normalised by its own statistics subtracts the
+channel shift the trigger causes, so the student learned to ignore a trigger only while the
+whole batch carried it: on `wanet_all2one` (cr 2, the inverted warp of class 0 unlearned) the
+trigger sent 25% of synthetic training images to the target with batch statistics and 93-99% in
+inference; with the stamped pass in inference mode the test ASR fell from 94% to 55% in one
+epoch instead of staying at 92-98% (`benchmarks/results/recipe_zoo.md`, revision 5).
+
 Everything runs inside the compiled train step (teacher, augmentation, stamping), so `fit` takes
 only the synthetic images.
 
@@ -117,7 +127,9 @@ class UnlearningDistiller(keras.Model):
             x = self.augmenter(x, training=True)
         teacher = ops.stop_gradient(self.teacher(x, training=False))
         student = self.student(x, training=training)
-        stamped = self.student(self.stamp(x), training=training) if self.num_triggers else student
+        stamped = student
+        if self.num_triggers:  # BatchNorm on clean statistics: see the module docstring
+            stamped = self.student(self.stamp(x), training=False)
         return teacher, student, stamped
 
     def _kl(self, teacher, student):
