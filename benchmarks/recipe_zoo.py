@@ -42,7 +42,7 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #:    (`kcc.scan.inversion`), and the suspected targets' warps are unlearned with the rest.
 #: 4. Of each suspected target, only the trigger kinds whose own signal flagged it are
 #:    unlearned (every kind when only the margin did; `kcc.recipe.unlearning_triggers`).
-REVISION = 4
+REVISION = 5
 
 
 def _budget():
@@ -143,6 +143,20 @@ NOTES = [
     "  (p 0.035), all nine of their triggers were unlearned, the held-aside trigger rate (the",
     "  largest over the nine) stayed at 0.84-0.98, and the undistilled student (epoch 0) was",
     "  kept. Revision 4 unlearns only the kinds that stood out for each target.",
+    "* Revision 4 still failed on WaNet (ASR 83%): the held-aside rate of the unlearned",
+    "  triggers stayed at 0.77-0.99 for 20 epochs. A probe (`wanet_all2one`, cr 2, 672",
+    "  synthetic images, the class-0 inverted warp alone, 4-6 epochs) found why: the stamped",
+    "  images went through the student in training mode, so BatchNorm normalised an all-stamped",
+    "  batch by its own statistics and subtracted the trigger's channel shift. The student",
+    "  learned to ignore the warp only under those statistics (25% of synthetic images still",
+    "  sent to the target with batch statistics, 93-99% in inference), and test ASR stayed at",
+    "  92-98%. Revision 5 passes stamped images in inference mode (clean moving statistics):",
+    "  in the same probe test ASR fell to 55% after one epoch. Re-inverting the warp on the",
+    "  student every epoch (60 steps) did not lower it further (54-55%), so it is not in the",
+    "  recipe. On the zoo run, revision 5 halved WaNet's ASR (83% -> 49%, 51% after BN",
+    "  re-estimation) at 74.0% ACC; the held-aside trigger rate was lowest after epoch 1 (0.44)",
+    "  and rose to 0.86 while agreement fell from 0.83 to 0.62 over the 20 epochs, so",
+    "  distillation from the suspect brings the warp back faster than unlearning removes it.",
     "* The revision-3 WaNet row's synthesis time (1148 s, about 2.5x the others) was inflated",
     "  by other jobs on the same core (a helper's tests); compare seconds within a revision.",
 ]
