@@ -15,7 +15,7 @@ weights train (the factored convolutions' factors and cores included); BatchNorm
 are re-estimated on the synthetic images after every epoch (`SyntheticValidation`).
 
 Every batch of `B` augmented images is followed, in the same pass through the student, by
-`B // STAMPED_PER_CLEAN` of them stamped, so that BatchNorm normalises the stamped images with
+`ceil(B / STAMPED_PER_CLEAN)` of them stamped, so that BatchNorm normalises the stamped images with
 the statistics of a mostly clean batch, as it will normalise them after purification. A batch
 of stamped images normalised by its own statistics subtracts the channel shift the trigger
 causes, and the student learns to ignore the trigger only while a whole batch carries it. On
@@ -135,7 +135,7 @@ class UnlearningDistiller(keras.Model):
         # One pass, so that BatchNorm normalises the stamped images with the statistics of a
         # batch that is mostly clean (module docstring).
         n = ops.shape(x)[0]
-        k = ops.maximum(n // STAMPED_PER_CLEAN, 1)
+        k = (n + STAMPED_PER_CLEAN - 1) // STAMPED_PER_CLEAN  # at least 1; static under jit
         both = self.student(ops.concatenate([x, self.stamp(x[:k])], axis=0), training=training)
         return teacher, both[:n], both[n:]
 

@@ -149,7 +149,7 @@ def test_stamped_images_meet_the_batchnorm_statistics_of_a_mostly_clean_batch():
     distiller = unlearning.UnlearningDistiller(student, student, [trigger], augment=False)
     teacher, clean, stamped = (keras.ops.convert_to_numpy(t) for t in
                                distiller(keras.ops.convert_to_tensor(x), training=True))
-    k = len(x) // unlearning.STAMPED_PER_CLEAN
+    k = -(-len(x) // unlearning.STAMPED_PER_CLEAN)
     assert teacher.shape == clean.shape == (16, 3) and stamped.shape == (k, 3)
     triggered = trigger.apply(x[:k])
     together = np.asarray(student(np.concatenate([x, triggered]), training=True))
