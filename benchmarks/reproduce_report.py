@@ -57,7 +57,10 @@ TABLE_3_DEFENSES = (
     ("CLP", "clp", "CLP"),
     ("Grad. unlearning pruning", "grad_prune", None),
     ("C&C", "cc", "C&C (Ours)"),
+    ("kcc recipe", "kcc", None),
 )
+#: Table 3's rows that are defend_zoo baselines (not no defense, C&C or kcc's recipe).
+BASELINES = tuple(how for _, how, _ in TABLE_3_DEFENSES if how not in ("none", "cc", "kcc"))
 
 # Issue 5's bar for full C&C at cr 2 on every all-to-one zoo model.
 BAR_CR = 2.0
@@ -66,6 +69,11 @@ BAR_ASR = 10.0  # percent, per model
 BAR_MEAN_ASR = 5.0  # percent, mean over the all-to-one models
 ADAPTIVE_ASR_CLAIM = 5.0  # percent: the paper's "less than 5% ASR" under the adaptive attack
 SWEEP_ASR = 10.0  # percent: the sweep sentences name the first tau that brings ASR this low
+# The recipe issue's bars for kcc's recipe at cr 2 (points of ACC below the suspect; ASR %).
+RECIPE_ACC_DROP = 3.0
+RECIPE_CLEAN_DROP = 2.0
+RECIPE_ASR = 5.0
+RECIPE_LOOSE_ASR = 10.0  # all-to-all and adaptive models, and any model after BN re-estimation
 
 DISCUSSION_KEYS = ("Table 2", "Table 3", "Table 7", "Table 8", "Figures 1 and 3", "GTSRB")
 
@@ -103,8 +111,12 @@ class Choice:
         adversarial_cap: cap of Eq. 10's adversarial term (None = the paper's, uncapped).
         distillation_bn_momentum: Keras BN momentum during distillation (0.9 = PyTorch's 0.1,
             kcc's since session 3; rows made with Keras' 0.99 are not shown by default).
-        crs: compression ratios of Table 2's C&C columns.
-        table_cr: compression ratio of C&C in Tables 3, 7, 8 and in the GTSRB table.
+        crs: compression ratios of Table 2's C&C and kcc recipe columns.
+        table_cr: compression ratio of C&C and kcc's recipe in Tables 3, 7, 8 and in the GTSRB
+            table.
+        recipe_revision: the revision of kcc's recipe shown (`REVISION` of
+            `benchmarks/recipe_zoo.py`); None: the newest in recipe_zoo.json. Rows of other
+            revisions are not shown, so every kcc recipe cell is the same recipe.
     """
 
     tau: float = 2.0
@@ -113,6 +125,7 @@ class Choice:
     distillation_bn_momentum: float = 0.9
     crs: tuple = (2.0, 3.0, 4.0)
     table_cr: float = 2.0
+    recipe_revision: int = None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -144,6 +157,7 @@ def load(sources):
         "tau_sweep": _read_json(os.path.join(results, "tau_sweep.json")),
         "purify": _read_json(os.path.join(results, "purify_zoo.json")),
         "defend": _read_json(os.path.join(results, "defend_zoo.json")),
+        "recipe": _read_json(os.path.join(results, "recipe_zoo.json")),
         "tflite": _read_json(sources.tflite_json),
     }
 
@@ -180,6 +194,25 @@ def _chosen(row, choice):
             and budget.get("distillation_bn_momentum") == choice.distillation_bn_momentum)
 
 
+def recipe_revision(recipe, choice):
+    """The revision of kcc's recipe the report shows (`Choice.recipe_revision` or the newest
+    in recipe_zoo.json; rows written before revisions were recorded are revision 1)."""
+    if choice.recipe_revision is not None or not recipe:
+        return choice.recipe_revision
+    return max(row["budget"].get("revision", 1) for row in recipe.values())
+
+
+def kcc_row(recipe, model, cr, choice):
+    """The last recipe_zoo.json row of `model` at `cr` made by the shown revision, or None."""
+    revision = recipe_revision(recipe, choice)
+    found = None
+    for row in (recipe or {}).values():
+        if (row["model"] == model and float(row["cr"]) == float(cr)
+                and row["budget"].get("revision", 1) == revision):
+            found = row
+    return found
+
+
 def defense_rows(defend, model, method):
     """defend_zoo.json rows of one model and method, in the order they were run."""
     if not defend:
@@ -208,7 +241,7 @@ def outcome(data, choice, model, how, cr=None):
         choice: a `Choice`.
         model: zoo entry.
         how: `"none"` (the zoo sidecar), `"cc"` / `"scaled"` / `"compressed"` (stages of full
-            C&C), `"ft_only"`, or a defend_zoo method.
+            C&C), `"ft_only"`, `"kcc"` (kcc's recipe, recipe_zoo.json) or a defend_zoo method.
         cr: compression ratio of the C&C kinds (default `choice.table_cr`).
 
     Returns:
@@ -226,6 +259,9 @@ def outcome(data, choice, model, how, cr=None):
         if row is None or stage not in row["evaluation"]:
             return None
         return row["evaluation"]["suspect"], row["evaluation"][stage]
+    if how == "kcc":
+        row = kcc_row(data["recipe"], model, cr or choice.table_cr, choice)
+        return (row["evaluation"]["suspect"], row["evaluation"]["purified"]) if row else None
     rows = defense_rows(data["defend"], model, how)
     return (rows[-1]["suspect"], rows[-1]["defended"]) if rows else None
 
@@ -317,6 +353,21 @@ def _purify_provenance(data, choice):
             f"machine: {' | '.join(machines)}")
 
 
+def _recipe_provenance(data, choice):
+    revision = recipe_revision(data["recipe"], choice)
+    rows = [r for r in (data["recipe"] or {}).values()
+            if r["budget"].get("revision", 1) == revision]
+    if not rows:
+        return f"kcc recipe: {NOT_RUN} (no recipe_zoo.json row of revision {revision})"
+    budgets = sorted({_budget_text({k: v for k, v in r["budget"].items()
+                                    if k not in ("revision", "per_class")}) for r in rows})
+    sizes = sorted({r["budget"]["per_class"] for r in rows})
+    machines = sorted({r["machine"] for r in rows})
+    return (f"kcc recipe (recipe_zoo.json, revision {revision} of `benchmarks/recipe_zoo.py`): "
+            f"{' | '.join(budgets)}; evaluated on {'/'.join(map(str, sizes))} test images per "
+            f"class; machine: {' | '.join(machines)}")
+
+
 def _defend_provenance(data, methods):
     defend = data["defend"]
     if not defend:
@@ -371,10 +422,12 @@ def _provenance_line(parts):
 
 
 def _table_2_columns(choice):
-    """`(label, how, cr)` per column: the paper's six, with C&C at `choice.crs`."""
+    """`(label, how, cr)` per column: the paper's six, with C&C at `choice.crs`, then kcc's
+    recipe at the same ratios."""
     columns = [("No Defense", "none", None), ("ANP 2x", "anp2x", None),
                ("CLP 2x", "clp2x", None)]
-    return columns + [(f"C&C {cr:g}x", "cc", cr) for cr in choice.crs]
+    return (columns + [(f"C&C {cr:g}x", "cc", cr) for cr in choice.crs]
+            + [(f"kcc recipe {cr:g}x", "kcc", cr) for cr in choice.crs])
 
 
 def _footer_cells(data, choice, model, how, cr):
@@ -382,8 +435,9 @@ def _footer_cells(data, choice, model, how, cr):
     if how == "none":
         sidecar = data["zoo"].get(model)
         return "N/A", "N/A", f"{sidecar['trainable_params']:,}" if sidecar else NOT_RUN
-    if how == "cc":
-        row = cc_row(data["purify"], model, cr, "cc", choice)
+    if how in ("cc", "kcc"):
+        row = (cc_row(data["purify"], model, cr, "cc", choice) if how == "cc"
+               else kcc_row(data["recipe"], model, cr, choice))
         if row is None:
             return NOT_RUN, NOT_RUN, NOT_RUN
         return (f"data-free: {row['budget']['num_images']} synthetic images",
@@ -410,13 +464,18 @@ def _table_2_footer(data, choice, columns):
     for label, how, cr in columns:
         cells = _footer_cells(data, choice, model, how, cr) if model else (NOT_RUN,) * 3
         for row, name, value in zip(rows, names, cells):
-            row.append(f"{value} (paper {paper.TABLE_2_FOOTER[name].get(label, NOT_IN_PAPER)})")
+            row.append(f"{value} ({_paper_footer(name, label)})")
     return rows + _table_2_latency_rows(data, columns)
+
+
+def _paper_footer(name, label):
+    """"paper <value>" of one of Table 2's lower rows, or `NOT_IN_PAPER` (kcc's own columns)."""
+    value = paper.TABLE_2_FOOTER[name].get(label)
+    return f"paper {value}" if value is not None else NOT_IN_PAPER
 
 
 def _table_2_latency_rows(data, columns):
     """Per TFLite model: parameters, median latency (1 thread) and speedup of each column."""
-    footer = paper.TABLE_2_FOOTER
     tflite = data["tflite"]
     rows = []
     for model in (tflite["models"] if tflite else {}):
@@ -425,19 +484,18 @@ def _table_2_latency_rows(data, columns):
             row = tflite_row(tflite, model, cr) if how in ("none", "cc") else None
             lat = row["latency"]["1"] if row else None
             params.append(f"{row['params']:,}" if row else NOT_RUN)
-            params[-1] += f" (paper {footer['Parameters'].get(label, NOT_IN_PAPER)})"
+            params[-1] += f" ({_paper_footer('Parameters', label)})"
             latency.append(f"{lat['median_ms']:.3f} ms" if lat else NOT_RUN)
-            latency[-1] += f" (paper {footer['Inference Time'].get(label, NOT_IN_PAPER)})"
+            latency[-1] += f" ({_paper_footer('Inference Time', label)})"
             speedup.append(f"{lat['speedup']:.2f}x" if lat else NOT_RUN)
-            speedup[-1] += f" (paper {footer['Speed Up'].get(label, NOT_IN_PAPER)})"
+            speedup[-1] += f" ({_paper_footer('Speed Up', label)})"
         name = f"`{model}`"
         rows.append(["Parameters (TFLite model)", name] + params)
         rows.append(["TFLite median latency, 1 thread (paper: GPU)", name] + latency)
         rows.append(["Speed Up, 1 thread", name] + speedup)
     if not rows:
-        rows.append(["TFLite latency", NOT_RUN] + [f"{NOT_RUN} (paper "
-                     f"{footer['Inference Time'].get(label, NOT_IN_PAPER)})"
-                     for label, _, _ in columns])
+        rows.append(["TFLite latency", NOT_RUN] + [
+            f"{NOT_RUN} ({_paper_footer('Inference Time', label)})" for label, _, _ in columns])
     return rows
 
 
@@ -558,8 +616,9 @@ def _defense_data(data, choice, how, models):
     `NOT_RUN` when it has not been run on any of `models`."""
     if how == "none":
         return "N/A"
-    if how == "cc":
-        rows = [cc_row(data["purify"], model, choice.table_cr, "cc", choice) for model in models]
+    if how in ("cc", "kcc"):
+        rows = [cc_row(data["purify"], model, choice.table_cr, "cc", choice) if how == "cc"
+                else kcc_row(data["recipe"], model, choice.table_cr, choice) for model in models]
         images = sorted({r["budget"]["num_images"] for r in rows if r})
         return f"data-free: {'/'.join(map(str, images))} synthetic images" if images else NOT_RUN
     for model in models:
@@ -623,7 +682,42 @@ def _table_3_facts(data, choice):
             else:
                 text += f" ({NOT_IN_PAPER})"
             facts.append(text + ".")
+    facts += _recipe_facts(data, choice)
     return facts or [f"Every kcc cell of this table is {NOT_RUN} (no defense has been run)."]
+
+
+def _recipe_facts(data, choice):
+    """kcc's recipe on every zoo model it was run on, against the recipe issue's bars at
+    `choice.table_cr`: ACC within `RECIPE_ACC_DROP` points of the suspect (the clean model:
+    `RECIPE_CLEAN_DROP`), ASR at most `RECIPE_ASR` (all-to-all and adaptive models:
+    `RECIPE_LOOSE_ASR`), and after BatchNorm re-estimation at most `RECIPE_LOOSE_ASR`."""
+    facts = []
+    revision = recipe_revision(data["recipe"], choice)
+    for model in sorted({r["model"] for r in (data["recipe"] or {}).values()}):
+        row = kcc_row(data["recipe"], model, choice.table_cr, choice)
+        if row is None:
+            continue
+        ev = row["evaluation"]
+        before, after = percents(ev["suspect"], ("acc",)), percents(ev["purified"], ("acc",))
+        drop = before[0] - after[0]
+        text = (f"kcc recipe (revision {revision}) on `{model}` at cr {choice.table_cr:g}: ACC "
+                f"{before[0]:.2f} -> {after[0]:.2f}")
+        if ev["suspect"].get("asr") is None:
+            facts.append(text + f"; the clean model's bar (within {RECIPE_CLEAN_DROP:g} points): "
+                         f"{_bar_verdict(drop, RECIPE_CLEAN_DROP)}.")
+            continue
+        loose = "all2all" in model or model.startswith("adaptive_")
+        limit = RECIPE_LOOSE_ASR if loose else RECIPE_ASR
+        asr = 100 * ev["purified"]["asr"]
+        text += (f", ASR {100 * ev['suspect']['asr']:.2f} -> {asr:.2f}%; ACC bar (within "
+                 f"{RECIPE_ACC_DROP:g} points): {_bar_verdict(drop, RECIPE_ACC_DROP)}; ASR bar "
+                 f"({limit:g}%): {_bar_verdict(asr, limit)}")
+        refreshed = ev.get("purified, BN re-estimated")
+        if refreshed and refreshed.get("asr") is not None:
+            text += (f"; after BatchNorm re-estimation ASR {100 * refreshed['asr']:.2f}% (bar "
+                     f"{RECIPE_LOOSE_ASR:g}%: {_bar_verdict(100 * refreshed['asr'], RECIPE_LOOSE_ASR)})")
+        facts.append(text + ".")
+    return facts
 
 
 # ----------------------------------------------------------------------------- Tables 7, 8
@@ -634,13 +728,15 @@ def table_7(data, choice):
     C&C-aware adaptive attack (zoo entry `adaptive_<attack>_all2one`) under C&C."""
     header = ["Attack", "zoo entries", "No Defense: ACC / ASR",
               "No defense, adaptive attack (kcc only): ACC / ASR",
-              "C&C, Orig. Att.: ACC / ASR", "C&C, Adap. Att.: ACC / ASR"]
+              "C&C, Orig. Att.: ACC / ASR", "C&C, Adap. Att.: ACC / ASR",
+              "kcc recipe, Orig. Att.: ACC / ASR", "kcc recipe, Adap. Att.: ACC / ASR"]
     rows = []
     for label, reference in paper.TABLE_7.items():
         original, adaptive = CIFAR10_ENTRIES[label], ADAPTIVE_ENTRIES[label]
         cells = [label, f"`{original}`, `{adaptive}`"]
         for model, how, column in ((original, "none", "No Defense"), (adaptive, "none", None),
-                                   (original, "cc", "Orig. Att."), (adaptive, "cc", "Adap. Att.")):
+                                   (original, "cc", "Orig. Att."), (adaptive, "cc", "Adap. Att."),
+                                   (original, "kcc", None), (adaptive, "kcc", None)):
             cells.append(outcome_cell(data, choice, model, how,
                                       reference.get(column) if column else None))
         rows.append(cells)
@@ -675,7 +771,7 @@ def _table_7_facts(data, choice):
 
 
 TABLE_8_COLUMNS = (("Scaling Only", "scaled"), ("Scaling + truncation (kcc only)", "compressed"),
-                   ("F.T. Only", "ft_only"), ("Full C&C", "cc"))
+                   ("F.T. Only", "ft_only"), ("Full C&C", "cc"), ("kcc recipe", "kcc"))
 
 
 def table_8(data, choice):
@@ -905,7 +1001,7 @@ def _header(sources, choice, commands):
         "this file."),
         "",
         (f"Every kcc number is read from `{tables}/` (tau_sweep.json, purify_zoo.json, "
-        f"defend_zoo.json), `{_relative(sources.tflite_json, sources.root)}` and the zoo "
+        f"defend_zoo.json, recipe_zoo.json), `{_relative(sources.tflite_json, sources.root)}` and the zoo "
         f"sidecars in `{_relative(sources.zoo_dir, sources.root)}/`; every paper number from "
         f"`benchmarks/paper_numbers.py` ({paper.CITATION}). A cell shows kcc's value first and "
         f"the paper's in parentheses; \"{NOT_RUN}\" marks a run that has not been made (or a "
@@ -928,8 +1024,8 @@ def _provenance_section(data, choice):
          "images per class; machine not recorded" if data["tau_sweep"] else
          f"tau sweep: {NOT_RUN}"),
         _purify_provenance(data, choice),
-        _defend_provenance(data, [how for _, how, _ in TABLE_3_DEFENSES[1:-1]]
-                           + ["anp2x", "clp2x"]),
+        _defend_provenance(data, list(BASELINES) + ["anp2x", "clp2x"]),
+        _recipe_provenance(data, choice),
         _tflite_provenance(data),
     )]
     lines.append("")
@@ -1016,18 +1112,19 @@ def render(data, sources, choice, commands, figure_paths=None, discussion_text="
         return _discussion_slot(discussion, key, source)
 
     zoo, purify = _zoo_provenance(data), _purify_provenance(data, choice)
-    baselines = [how for _, how, _ in TABLE_3_DEFENSES[1:-1]]
+    recipe = _recipe_provenance(data, choice)
     lines = _header(sources, choice, commands) + _provenance_section(data, choice) + _zoo_section(data)
     lines += _section(
         "Table 2: purification and compression together",
         [("ResNet-18 on CIFAR-10. No defense and the baselines on the full test split, C&C on "
-         "purify_zoo's class-balanced slice. Latency: kcc's on CPU with TFLite (1 thread), the "
+         "purify_zoo's class-balanced slice, kcc's recipe (truncation, scan, distillation with "
+         "the inverted triggers unlearned; `kcc.recipe`) on recipe_zoo's. Latency: kcc's on CPU with TFLite (1 thread), the "
          f"paper's on an {paper.TABLE_2_DEVICE}. tflite/benchmark.py times the original and "
-         "C&C-compressed architectures only, so the ANP 2x and CLP 2x latencies read "
+         "C&C-compressed architectures only, so the ANP 2x, CLP 2x and kcc recipe latencies read "
          f"{NOT_RUN}."),
          *_missing(data, [CIFAR10_ENTRIES[a] for a in paper.TABLE_2])],
         [(None, table_2(data, choice))], _table_2_facts(data, choice),
-        _provenance_line([zoo, _defend_provenance(data, ["anp2x", "clp2x"]), purify,
+        _provenance_line([zoo, _defend_provenance(data, ["anp2x", "clp2x"]), purify, recipe,
                           _tflite_provenance(data)]),
         slot("Table 2"))
     lines += _section(
@@ -1037,28 +1134,32 @@ def render(data, sources, choice, commands, figure_paths=None, discussion_text="
          "parentheses; the paper reports no RA and has no FT, FP or gradient-unlearning-pruning "
          "columns. An Average over fewer attacks than the paper's stands beside the paper's "
          "average over the same attacks. No defense and the baselines: full test split; C&C: "
-         "purify_zoo's slice."),
+         "purify_zoo's slice; kcc recipe: recipe_zoo's slice."),
          *_missing(data, [CIFAR10_ENTRIES[a] for block in paper.TABLE_3.values()
                           for a in block if a != "Average"])],
         [(block, table_3(data, choice, block)) for block in paper.TABLE_3],
         _table_3_facts(data, choice),
-        _provenance_line([zoo, _defend_provenance(data, baselines), purify]), slot("Table 3"))
+        _provenance_line([zoo, _defend_provenance(data, BASELINES), purify, recipe]),
+        slot("Table 3"))
     lines += _section(
         "Table 7: the C&C-aware adaptive attack",
         [("The adaptive attack constrains the model with C&C's scaling step after every training "
          "epoch (`kcc.attacks.adaptive`); C&C is then run on it as on the original. No defense: "
-         "full test split; C&C: purify_zoo's slice."),
+         "full test split; C&C: purify_zoo's slice. kcc's recipe is run on both as a user would "
+         "run it: the adaptive attack targets C&C's scaling, which kcc's recipe does not use."),
          *_missing(data, list(ADAPTIVE_ENTRIES.values()))],
         [(None, table_7(data, choice))], _table_7_facts(data, choice),
-        _provenance_line([zoo, purify]), slot("Table 7"))
+        _provenance_line([zoo, purify, recipe]), slot("Table 7"))
     lines += _section(
         "Table 8: scaling only, fine-tuning only, full C&C",
         [("From purify_zoo's stages: scaling only = Eq. 5-7 without truncation or fine-tuning; "
          "scaling + truncation adds Eq. 8 (kcc only); F.T. only = the same truncation and "
-         "distillation at tau_scale = inf; full C&C = every step."),
+         "distillation at tau_scale = inf; full C&C = every step; kcc recipe = truncation "
+         "without scaling, then distillation of every weight with the scan's inverted triggers "
+         "unlearned (recipe_zoo's slice)."),
          *_missing(data, [CIFAR10_ENTRIES[a] for a in paper.TABLE_8])],
         [(None, table_8(data, choice))], _table_8_facts(data, choice),
-        _provenance_line([purify]), slot("Table 8"))
+        _provenance_line([purify, recipe]), slot("Table 8"))
     lines += _figures_section(data, sources, choice, figure_paths or {}, slot("Figures 1 and 3"))
     lines += _section(
         "GTSRB: the paper's Table 4, GTSRB half", _gtsrb_intro(data),

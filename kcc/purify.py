@@ -25,7 +25,7 @@ FORMATS = ("kcc", "plain")
 
 #: Defaults that differ between the recipes (flag default None = the chosen recipe's).
 RECIPE_DEFAULTS = {
-    "kcc": {"num_images": 2048, "synthesis_steps": 200, "epochs": 20, "learning_rate": 1e-3},
+    "kcc": {"num_images": 2048, "synthesis_steps": 200, "epochs": 5, "learning_rate": 1e-3},
     "paper": {"num_images": 5120, "synthesis_steps": 500, "epochs": 5, "learning_rate": 3e-4},
 }
 PAPER_ONLY = ("tau_scale", "reading", "gamma", "pgd_steps", "epsilon", "adversarial_cap")

@@ -95,6 +95,23 @@ def sources(tmp_path):
                                              data, effective_params_after=350000),
         "badnets_all2one/ft": _defend_row("badnets_all2one", "ft", _ev(0.80, 0.50, 0.10), data),
     }})
+    def recipe_row(model, revision, suspect, purified, refreshed):
+        return {"model": model, "cr": 2.0, "machine": "fixture-machine",
+                "budget": {"num_images": 1024, "epochs": 5, "per_class": 100,
+                           "revision": revision},
+                "evaluation": {"suspect": suspect, "purified": purified,
+                               "purified, BN re-estimated": refreshed},
+                "params": [701466, 350694]}
+
+    _write(results / "recipe_zoo.json", {
+        # An older revision of kcc's recipe: the report (newest revision) must not show it.
+        "badnets_all2one|old": recipe_row("badnets_all2one", 6, _ev(0.80, 0.96, 0.03),
+                                          _ev(0.11, 0.11, 0.11), _ev(0.11, 0.11, 0.11)),
+        "badnets_all2one|new": recipe_row("badnets_all2one", 7, _ev(0.80, 0.96, 0.03),
+                                          _ev(0.785, 0.02, 0.77), _ev(0.78, 0.12, 0.7)),
+        "clean|new": recipe_row("clean", 7, _ev(0.85, None, None), _ev(0.84, None, None),
+                                _ev(0.84, None, None)),
+    })
     point = {"acc": 0.8, "asr": 0.9, "ra": 0.05, "h_clean": 0.3, "h_trigger": 0.5,
              "recalibrated": _ev(0.77, 0.99, 0.01)}
     _write(results / "tau_sweep.json", {"per_class": 200, "points": {
@@ -172,12 +189,35 @@ def test_numbers_land_in_their_cells(sources):
     assert table_8["BadNet"]["Full C&C: ACC / ASR"] == "61.23 / 4.56 (paper 92.27 / 4.52)"
 
 
+def test_kcc_recipe_rows_show_the_newest_revision_against_the_issue_bars(sources):
+    text = _render(sources)
+    table_2 = _table(text, "## Table 2: purification and compression together")
+    assert table_2["BadNet"]["kcc recipe 2x: ACC / ASR"] == "78.50 / 2.00 (not in paper)"
+    assert table_2["BadNet"]["kcc recipe 3x: ACC / ASR"] == "not run (not in paper)"
+    assert table_2["Parameters"]["kcc recipe 2x: ACC / ASR"] == "350,694 (not in paper)"
+    table_3 = _table(text, "### all-to-one")
+    assert table_3["kcc recipe"]["BadNet (`badnets_all2one`)"] == (
+        "78.50 / 2.00 / 77.00 (not in paper)")
+    assert table_3["kcc recipe"]["data used (kcc)"] == "data-free: 1024 synthetic images"
+    assert _table(text, "## Table 8: scaling only, fine-tuning only, full C&C")["BadNet"][
+        "kcc recipe: ACC / ASR"] == "78.50 / 2.00 (not in paper)"
+    assert ("kcc recipe (revision 7) on `badnets_all2one` at cr 2: ACC 80.00 -> 78.50, ASR "
+            "96.00 -> 2.00%; ACC bar (within 3 points): met; ASR bar (5%): met; after "
+            "BatchNorm re-estimation ASR 12.00% (bar 10%: missed by 2.00 points).") in text
+    assert ("kcc recipe (revision 7) on `clean` at cr 2: ACC 85.00 -> 84.00; the clean model's "
+            "bar (within 2 points): met.") in text
+    assert "kcc recipe (recipe_zoo.json, revision 7 of `benchmarks/recipe_zoo.py`)" in text
+    # Pinning the older revision shows it instead.
+    old = _table(_render(sources, recipe_revision=6), "### all-to-one")
+    assert old["kcc recipe"]["BadNet (`badnets_all2one`)"] == "11.00 / 11.00 / 11.00 (not in paper)"
+
+
 def test_missing_runs_and_models_read_not_run(sources):
     text = _render(sources)
     table_2 = _table(text, "## Table 2: purification and compression together")
     for column, value in table_2["WaNet A2A"].items():
         if column not in ("Attack", "zoo entry"):
-            assert value.startswith("not run (paper "), (column, value)
+            assert value.startswith("not run ("), (column, value)
     assert table_2["WaNet"]["No Defense: ACC / ASR"].startswith("83.00 / 95.00")
     assert table_2["WaNet"]["C&C 2x: ACC / ASR"] == "not run (paper 92.38 / 1.41)"
     missing = text.split("Not in the zoo yet (not run): ", 1)[1].split("\n", 1)[0]
