@@ -277,10 +277,13 @@ def main(argv):
     print("seconds per stage: " + ", ".join(f"{k} {v}" for k, v in report["seconds"].items()))
     print(f"Wrote {output} ({_FORMAT.value} format) and {report_path}\n")
     print(closing)
-    rebound = report.get("evaluation", {}).get("purified, BN re-estimated")
-    if rebound is not None and "asr" in rebound:
-        print(f"ASR after re-estimating BatchNorm statistics on synthetic images (what a "
-              f"user's fine-tuning does first): {100 * rebound['asr']:.2f}%")
+    for stage, what in (("purified, BN re-estimated", "re-estimating BatchNorm statistics on "
+                         "synthetic images (what a user's fine-tuning does first)"),
+                        ("purified, fine-tuned", "a short fine-tune on synthetic images "
+                         f"({recipe_lib.FINE_TUNE_EPOCHS} epochs, labels the model's own)")):
+        rebound = report.get("evaluation", {}).get(stage)
+        if rebound is not None and rebound.get("asr") is not None:
+            print(f"ASR after {what}: {100 * rebound['asr']:.2f}%")
 
 
 def run():

@@ -37,6 +37,7 @@ from kcc import metrics
 from kcc import rewrite
 from kcc import scan as scan_lib
 from kcc import synthesis
+from kcc import training
 from kcc import unlearning
 
 RECIPES = ("kcc", "paper")
@@ -147,11 +148,9 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
     say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
         "images)")
     evaluate("purified", student)
-    if evaluation is not None:  # would a user's fine-tuning bring the backdoor back?
-        probe = keras.models.clone_model(student)
-        probe.set_weights(student.get_weights())
-        distillation.reestimate_batchnorm(probe, validation_images)
-        evaluate("purified, BN re-estimated", probe)
+    if evaluation is not None:  # would what a user does next bring the backdoor back?
+        evaluate("purified, BN re-estimated", refreshed(student, validation_images))
+        evaluate("purified, fine-tuned", fine_tuned(student, images, seed))
     report = {
         "settings": settings,
         "rewrite": rewrite_report.to_dict(),
@@ -168,6 +167,39 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
     if evaluation is not None:
         report["evaluation"] = evaluations
     return student, report
+
+
+#: The short fine-tune of `fine_tuned`: epochs over the synthetic training images, SGD.
+FINE_TUNE_EPOCHS = 2
+FINE_TUNE_LEARNING_RATE = 0.01
+
+
+def refreshed(model, images):
+    """A copy of `model` with its BatchNorm statistics re-estimated on `images` (what a user's
+    fine-tuning does first). Only the report measures it: a backdoor that hid in stale
+    statistics shows again here."""
+    probe = keras.models.clone_model(model)
+    probe.set_weights(model.get_weights())
+    distillation.reestimate_batchnorm(probe, images)
+    return probe
+
+
+def fine_tuned(model, images, seed=0):
+    """A copy of `model` fine-tuned briefly on `images` `(N, H, W, C)` labelled by itself:
+    `FINE_TUNE_EPOCHS` epochs of SGD (momentum 0.9, learning rate `FINE_TUNE_LEARNING_RATE`
+    cosine-decayed), BatchNorm in training mode, batch 128, as a user without data would adapt
+    the purified model. Only the report measures it: the recipe issue asks that ASR stays low
+    after "a short fine-tune on synthetic images" (a backdoor that only hides is not removed)."""
+    probe = keras.models.clone_model(model)
+    probe.set_weights(model.get_weights())
+    labels = training.predict_labels(model, images)
+    steps = FINE_TUNE_EPOCHS * -(-len(images) // 128)
+    training.compile_classifier(probe, training.sgd(FINE_TUNE_LEARNING_RATE, steps,
+                                                    weight_decay=0.0))
+    keras.utils.set_random_seed(seed)
+    probe.fit(np.asarray(images, np.float32), labels, batch_size=128, epochs=FINE_TUNE_EPOCHS,
+              verbose=0)
+    return probe
 
 
 def unlearning_triggers(report):

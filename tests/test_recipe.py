@@ -55,7 +55,18 @@ def test_kcc_recipe_removes_the_planted_backdoor_and_keeps_accuracy(suspect, pur
     assert acc > acc_before - 0.15, (acc, acc_before)
     assert report["rewrite"]["params_after"] < report["rewrite"]["params_before"]
     assert report["recipe"] == "kcc" and set(report["evaluation"]) >= {
-        "suspect", "compressed", "purified", "purified, BN re-estimated"}
+        "suspect", "compressed", "purified", "purified, BN re-estimated", "purified, fine-tuned"}
+
+
+def test_what_a_user_does_next_is_measured_on_copies(suspect):
+    before = weights(suspect)
+    images = np.random.default_rng(0).uniform(size=(64,) + suspect.input_shape[1:])
+    tuned = recipe.fine_tuned(suspect, images.astype("float32"))
+    refreshed = recipe.refreshed(suspect, images.astype("float32"))
+    for a, b in zip(before, weights(suspect)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights(tuned)))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights(refreshed)))
 
 
 def test_evaluation_set_changes_no_weight(suspect):
