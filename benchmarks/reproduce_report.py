@@ -716,6 +716,10 @@ def _recipe_facts(data, choice):
         if refreshed and refreshed.get("asr") is not None:
             text += (f"; after BatchNorm re-estimation ASR {100 * refreshed['asr']:.2f}% (bar "
                      f"{RECIPE_LOOSE_ASR:g}%: {_bar_verdict(100 * refreshed['asr'], RECIPE_LOOSE_ASR)})")
+        tuned = ev.get("purified, fine-tuned")
+        if tuned and tuned.get("asr") is not None:
+            text += (f"; after a short fine-tune on synthetic images ASR "
+                     f"{100 * tuned['asr']:.2f}%, ACC {100 * tuned['acc']:.2f}")
         facts.append(text + ".")
     return facts
 
