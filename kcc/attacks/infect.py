@@ -1,5 +1,6 @@
 """Training of backdoored ("infected") classifiers, used by `python -m kcc.attack` and the zoo."""
 
+import glob
 import os
 import shlex
 import sys
@@ -89,9 +90,15 @@ def infect(
                        transform=transform, callbacks=callbacks, seed=seed, verbose=verbose,
                        checkpoint=checkpoint, decay=decay)
     seconds = time.time() - start
-    if checkpoint and os.path.exists(f"{checkpoint}.state.npz"):
-        with np.load(f"{checkpoint}.state.npz") as f:
-            seconds = float(f["seconds"])  # all epochs, including those of earlier runs
+    if checkpoint:  # every training phase's epochs, including those of earlier runs
+        states = glob.glob(f"{glob.escape(checkpoint)}*.state.npz")
+        recorded = 0.0
+        for state in states:
+            with np.load(state) as f:
+                recorded += float(f["seconds"])
+        # One uninterrupted run's wall time also counts what no phase records (Trojan's trigger
+        # search); a resumed run's phases add up to more than its own wall time.
+        seconds = max(seconds, recorded)
     result = metrics.evaluate(model, x_test, y_test, attack)
     report = {
         "attack": attack.get_config() if attack is not None else None,
