@@ -260,7 +260,7 @@ def main(argv):
     purified, report = recipe_lib.purify(model, cr=cr, recipe=recipe, evaluation=evaluation,
                                          seed=_SEED.value, **settings)
     stages = report.get("evaluation", {})
-    final = final_stage(stages)
+    final = verdict.final_stage(stages)
     r = report["rewrite"]
     closing, judged = verdict.summary(
         stages.get("suspect"), stages.get(final), (r["params_before"], r["params_after"]),
@@ -284,15 +284,6 @@ def main(argv):
         rebound = report.get("evaluation", {}).get(stage)
         if rebound is not None and rebound.get("asr") is not None:
             print(f"ASR after {what}: {100 * rebound['asr']:.2f}%")
-
-
-def final_stage(evaluation):
-    """The stage of a recipe's `evaluation` that the closing table and the verdict compare with
-    the suspect: the last one measured on the model written ("purified", or "compressed" with
-    no distillation). Stages named "purified, ..." measure copies of it after what a user might
-    do next (BatchNorm re-estimation, a short fine-tune) and are reported beside it."""
-    written = [k for k in evaluation if not k.startswith("purified, ")]
-    return written[-1] if written else "purified"
 
 
 def run():

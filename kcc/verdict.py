@@ -151,3 +151,12 @@ def _points(loss):
 
 def _fewer(pair):
     return f"{pair[0] / pair[1]:.2f}x fewer" if pair[1] else ""
+
+
+def final_stage(evaluation):
+    """The stage of a recipe's `evaluation` that the closing table and the verdict compare with
+    the suspect: the last one measured on the model written ("purified", or "compressed" with
+    no distillation). Stages named "purified, ..." measure copies of it after what a user might
+    do next (BatchNorm re-estimation, a short fine-tune) and are reported beside it."""
+    written = [k for k in evaluation if not k.startswith("purified, ")]
+    return written[-1] if written else "purified"

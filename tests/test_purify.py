@@ -204,12 +204,3 @@ print(json.dumps(results))
         assert re.search(case.match, stderr, re.S), (case.name, case.match, stderr)
     assert not os.path.exists(intake_corpus.canary_path(str(tmp_path)))
 
-
-def test_the_closing_table_compares_the_model_written_not_a_probe_copy():
-    from kcc import purify
-
-    kcc_stages = dict.fromkeys(["suspect", "compressed", "purified", "purified, BN re-estimated",
-                                "purified, fine-tuned"], {})
-    assert purify.final_stage(kcc_stages) == "purified"
-    assert purify.final_stage(dict.fromkeys(["suspect", "scaled", "compressed"], {})) == "compressed"
-    assert purify.final_stage({}) == "purified"

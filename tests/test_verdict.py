@@ -66,3 +66,11 @@ def test_the_summary_ends_with_the_legend_and_the_verdict():
     assert lines[-2:] == [verdict.LEGEND, judged.sentence] and judged.backdoor == "not_removed"
     text, judged = verdict.summary(None, None, (6, 2), (9, 3), 1.5)
     assert text.splitlines()[-1] == judged.sentence and verdict.LEGEND not in text
+
+
+def test_the_closing_table_compares_the_model_written_not_a_probe_copy():
+    kcc_stages = dict.fromkeys(["suspect", "compressed", "purified", "purified, BN re-estimated",
+                                "purified, fine-tuned"], {})
+    assert verdict.final_stage(kcc_stages) == "purified"
+    assert verdict.final_stage(dict.fromkeys(["suspect", "scaled", "compressed"], {})) == "compressed"
+    assert verdict.final_stage({}) == "purified"
