@@ -91,7 +91,9 @@ def infect(
                        checkpoint=checkpoint, decay=decay)
     seconds = time.time() - start
     if checkpoint:  # every training phase's epochs, including those of earlier runs
-        states = glob.glob(f"{glob.escape(checkpoint)}*.state.npz")
+        # `{checkpoint}.state.npz` and a phase's `{checkpoint}.<phase>.state.npz`, not another
+        # entry's whose name starts the same (`clean` and `clean_seed1` share a folder).
+        states = glob.glob(f"{glob.escape(checkpoint)}.*state.npz")
         recorded = 0.0
         for state in states:
             with np.load(state) as f:
