@@ -213,6 +213,14 @@ def kcc_row(recipe, model, cr, choice):
     return found
 
 
+def _compression_row(data, choice, model, how, cr):
+    """The row of full C&C (`how` "cc", purify_zoo.json) or of kcc's recipe ("kcc",
+    recipe_zoo.json) on `model` at `cr`, or None."""
+    if how == "cc":
+        return cc_row(data["purify"], model, cr, "cc", choice)
+    return kcc_row(data["recipe"], model, cr, choice)
+
+
 def defense_rows(defend, model, method):
     """defend_zoo.json rows of one model and method, in the order they were run."""
     if not defend:
@@ -436,8 +444,7 @@ def _footer_cells(data, choice, model, how, cr):
         sidecar = data["zoo"].get(model)
         return "N/A", "N/A", f"{sidecar['trainable_params']:,}" if sidecar else NOT_RUN
     if how in ("cc", "kcc"):
-        row = (cc_row(data["purify"], model, cr, "cc", choice) if how == "cc"
-               else kcc_row(data["recipe"], model, cr, choice))
+        row = _compression_row(data, choice, model, how, cr)
         if row is None:
             return NOT_RUN, NOT_RUN, NOT_RUN
         return (f"data-free: {row['budget']['num_images']} synthetic images",
@@ -617,8 +624,7 @@ def _defense_data(data, choice, how, models):
     if how == "none":
         return "N/A"
     if how in ("cc", "kcc"):
-        rows = [cc_row(data["purify"], model, choice.table_cr, "cc", choice) if how == "cc"
-                else kcc_row(data["recipe"], model, choice.table_cr, choice) for model in models]
+        rows = [_compression_row(data, choice, model, how, choice.table_cr) for model in models]
         images = sorted({r["budget"]["num_images"] for r in rows if r})
         return f"data-free: {'/'.join(map(str, images))} synthetic images" if images else NOT_RUN
     for model in models:

@@ -281,7 +281,7 @@ def main(argv):
                          "synthetic images (what a user's fine-tuning does first)"),
                         ("purified, fine-tuned", "a short fine-tune on synthetic images "
                          f"({recipe_lib.FINE_TUNE_EPOCHS} epochs, labels the model's own)")):
-        rebound = report.get("evaluation", {}).get(stage)
+        rebound = stages.get(stage)
         if rebound is not None and rebound.get("asr") is not None:
             print(f"ASR after {what}: {100 * rebound['asr']:.2f}%")
 

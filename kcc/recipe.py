@@ -179,8 +179,7 @@ def refreshed(model, images):
     """A copy of `model` with its BatchNorm statistics re-estimated on `images` (what a user's
     fine-tuning does first). Only the report measures it: a backdoor that hid in stale
     statistics shows again here."""
-    probe = keras.models.clone_model(model)
-    probe.set_weights(model.get_weights())
+    probe = _copy(model)
     distillation.reestimate_batchnorm(probe, images)
     return probe
 
@@ -191,8 +190,7 @@ def fine_tuned(model, images, seed=0):
     cosine-decayed), BatchNorm in training mode, batch 128, as a user without data would adapt
     the purified model. Only the report measures it: the recipe issue asks that ASR stays low
     after "a short fine-tune on synthetic images" (a backdoor that only hides is not removed)."""
-    probe = keras.models.clone_model(model)
-    probe.set_weights(model.get_weights())
+    probe = _copy(model)
     labels = training.predict_labels(model, images)
     steps = FINE_TUNE_EPOCHS * -(-len(images) // 128)
     training.compile_classifier(probe, training.sgd(FINE_TUNE_LEARNING_RATE, steps,
@@ -200,6 +198,12 @@ def fine_tuned(model, images, seed=0):
     keras.utils.set_random_seed(seed)
     probe.fit(np.asarray(images, np.float32), labels, batch_size=128, epochs=FINE_TUNE_EPOCHS,
               verbose=0)
+    return probe
+
+
+def _copy(model):
+    probe = keras.models.clone_model(model)
+    probe.set_weights(model.get_weights())
     return probe
 
 

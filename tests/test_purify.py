@@ -203,4 +203,3 @@ print(json.dumps(results))
         assert "Traceback" not in stderr, (case.name, stderr)
         assert re.search(case.match, stderr, re.S), (case.name, case.match, stderr)
     assert not os.path.exists(intake_corpus.canary_path(str(tmp_path)))
-
