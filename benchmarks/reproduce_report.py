@@ -202,15 +202,25 @@ def recipe_revision(recipe, choice):
     return max(row["budget"].get("revision", 1) for row in recipe.values())
 
 
+#: From this revision of kcc's recipe on, a model the scan flags runs the same code (revision 9
+#: changed only what happens when no class is flagged, `benchmarks/recipe_zoo.py`), so a flagged
+#: model's row of an earlier revision down to this one stands for the shown revision.
+RECIPE_FLAGGED_SINCE = 8
+
+
+def _shows(row, revision):
+    made = row["budget"].get("revision", 1)
+    return made == revision or (RECIPE_FLAGGED_SINCE <= made < revision
+                                and row.get("scan", "").startswith("BACKDOORED"))
+
+
 def kcc_row(recipe, model, cr, choice):
-    """The last recipe_zoo.json row of `model` at `cr` made by the shown revision, or None."""
+    """The recipe_zoo.json row of `model` at `cr` for the shown revision (the newest revision
+    that stands for it, `RECIPE_FLAGGED_SINCE`; the last such row), or None."""
     revision = recipe_revision(recipe, choice)
-    found = None
-    for row in (recipe or {}).values():
-        if (row["model"] == model and float(row["cr"]) == float(cr)
-                and row["budget"].get("revision", 1) == revision):
-            found = row
-    return found
+    rows = [row for row in (recipe or {}).values()
+            if row["model"] == model and float(row["cr"]) == float(cr) and _shows(row, revision)]
+    return sorted(rows, key=lambda r: r["budget"].get("revision", 1))[-1] if rows else None
 
 
 def _compression_row(data, choice, model, how, cr):
@@ -363,15 +373,18 @@ def _purify_provenance(data, choice):
 
 def _recipe_provenance(data, choice):
     revision = recipe_revision(data["recipe"], choice)
-    rows = [r for r in (data["recipe"] or {}).values()
-            if r["budget"].get("revision", 1) == revision]
+    rows = [r for r in (data["recipe"] or {}).values() if _shows(r, revision)]
     if not rows:
         return f"kcc recipe: {NOT_RUN} (no recipe_zoo.json row of revision {revision})"
     budgets = sorted({_budget_text({k: v for k, v in r["budget"].items()
                                     if k not in ("revision", "per_class")}) for r in rows})
+    older = sorted({r["budget"].get("revision", 1) for r in rows} - {revision})
+    older = (f"; flagged models' rows made at revision {', '.join(map(str, older))}, the same "
+             "code for them" if older else "")
     sizes = sorted({r["budget"]["per_class"] for r in rows})
     machines = sorted({r["machine"] for r in rows})
-    return (f"kcc recipe (recipe_zoo.json, revision {revision} of `benchmarks/recipe_zoo.py`): "
+    return (f"kcc recipe (recipe_zoo.json, revision {revision} of `benchmarks/recipe_zoo.py`"
+            f"{older}): "
             f"{' | '.join(budgets)}; evaluated on {'/'.join(map(str, sizes))} test images per "
             f"class; machine: {' | '.join(machines)}")
 
@@ -706,7 +719,9 @@ def _recipe_facts(data, choice):
         ev = row["evaluation"]
         before, after = percents(ev["suspect"], ("acc",)), percents(ev["purified"], ("acc",))
         drop = before[0] - after[0]
-        text = (f"kcc recipe (revision {revision}) on `{model}` at cr {choice.table_cr:g}: ACC "
+        made = row["budget"].get("revision", 1)
+        shown = revision if made == revision else f"{revision}, row made at {made}"
+        text = (f"kcc recipe (revision {shown}) on `{model}` at cr {choice.table_cr:g}: ACC "
                 f"{before[0]:.2f} -> {after[0]:.2f}")
         if ev["suspect"].get("asr") is None:
             facts.append(text + f"; the clean model's bar (within {RECIPE_CLEAN_DROP:g} points): "

@@ -36,7 +36,8 @@ _RECIPE = flags.DEFINE_enum(
     "recipe", "kcc", list(recipe_lib.RECIPES),
     "'kcc' (default): compress by truncation, scan the suspect for its backdoor (kcc.scan), "
     "then retrain every weight on synthetic images to answer as the suspect does, also when "
-    "the inverted triggers are stamped on them. 'paper': Clean & Compact's Algorithm 1 exactly "
+    "the inverted triggers are stamped on them; when the scan flags nothing, refit the "
+    "truncated layers to the suspect's responses on those images instead. 'paper': Clean & Compact's Algorithm 1 exactly "
     "as published (scaling, truncation, BN-only adversarial distillation); it costs much "
     "accuracy and its backdoor removal does not survive BatchNorm re-estimation "
     "(benchmarks/results/cc_findings.md).")
@@ -82,7 +83,8 @@ _SYNTHESIS_BATCH = flags.DEFINE_integer(
 _EPOCHS = flags.DEFINE_integer(
     "epochs", None,
     "Passes of distillation over the synthetic images. kcc: every weight is retrained (default "
-    "20; the best epoch is kept, chosen on held-aside synthetic images). Paper: only BatchNorm "
+    "20; the best epoch is kept, chosen on held-aside synthetic images; no distillation when "
+    "the scan flags nothing). Paper: only BatchNorm "
     "layers, to agree with the suspect on synthetic images and disagree on adversarial ones "
     "(default 5); 0 skips synthesis and distillation (compression only, also the mode for "
     "models without BatchNorm). (Eq. 10)", lower_bound=0)

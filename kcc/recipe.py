@@ -12,16 +12,23 @@
      share held aside for model selection;
   3. **scan** of the suspect on those images (`kcc.scan`): suspected target classes and, for
      every class, the smallest local, global and warp triggers that send other images to it;
-  4. **distillation with unlearning** (`kcc.unlearning`): every weight of the compressed model
-     learns the suspect's answers on augmented synthetic images, and the same answers on those
-     images stamped with the inverted triggers (of the suspected targets; of every class when
-     the scan flagged none, so an all-to-all or missed backdoor is still unlearned). The epoch
-     kept is chosen on the held-aside synthetic images only. Distilling from the suspect
+  4. when the scan flagged a class, **distillation with unlearning** (`kcc.unlearning`): every
+     weight of the compressed model learns the suspect's answers on augmented synthetic images,
+     and the same answers on those images stamped with the suspected targets' inverted
+     triggers. The epoch kept is chosen on the held-aside synthetic images only. Distilling from the suspect
      brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside trigger rate rose
      from 0.21 after epoch 1 to 0.71 by epoch 5), and the choice of epoch is what stops it. A
      5-epoch run kept the same first epoch on WaNet (ASR 13.3% against 13.7% for 20 epochs)
      and left BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20 epochs (revisions 7
      and 8 in `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
+  4'. when the scan flagged nothing, **refit** (`kcc.refit`): each factored layer is refitted in
+     closed form to the suspect's responses on the synthetic images, and nothing is unlearned.
+     Unlearning every class's inverted triggers cost `clean` 12 points of accuracy (revision
+     1); the refit recovers most of what truncation costs (`badnets_all2one`, cr 2: 78.2 ->
+     81.9% against the suspect's 83.6%). A backdoor the scan misses (all-to-all, input-aware)
+     is then kept: the scan's verdict says so. Refitting before distillation did not help the
+     flagged models: distillation's BatchNorm statistics, re-estimated on synthetic images,
+     cost what the refit won (`benchmarks/results/probes/refit.json`).
 
 Neither recipe looks at `evaluation`: it is measured on after every stage and reported.
 """
@@ -35,6 +42,7 @@ import numpy as np
 from kcc import cc
 from kcc import distillation
 from kcc import metrics
+from kcc import refit
 from kcc import rewrite
 from kcc import scan as scan_lib
 from kcc import synthesis
@@ -137,17 +145,25 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
                           **(scan_settings or {}))
     triggers = unlearning_triggers(found)
     stages["scan"] = time.time() - start
-    say(f"  {found.verdict()} Unlearning {len(triggers)} inverted trigger(s).")
+    say(f"  {found.verdict()}")
 
     start = time.time()
-    say(f"[4/4] distillation with unlearning, {epochs} epochs, all weights")
-    history, validation = unlearning.distill(
-        model, student, images, validation_images, triggers, epochs, batch_size,
-        learning_rate, temperature, unlearning_weight, augment, seed=seed, verbose=verbose,
-        distribution=distribution)
-    stages["distillation"] = time.time() - start
-    say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
-        "images)")
+    history = validation = refit_report = None
+    if triggers:
+        say(f"[4/4] distillation with {len(triggers)} inverted trigger(s) unlearned, {epochs} "
+            "epochs, all weights")
+        history, validation = unlearning.distill(
+            model, student, images, validation_images, triggers, epochs, batch_size,
+            learning_rate, temperature, unlearning_weight, augment, seed=seed,
+            verbose=verbose, distribution=distribution)
+        stages["distillation"] = time.time() - start
+        say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
+            "images)")
+    else:
+        say("[4/4] nothing to unlearn: refitting the factored layers to the suspect's responses")
+        if cr is not None:  # truncated layers to refit; otherwise the student is the suspect
+            refit_report = refit.refit(model, student, images, verbose=verbose)
+        stages["refit"] = time.time() - start
     evaluate("purified", student)
     if evaluation is not None:  # would what a user does next bring the backdoor back?
         evaluate("purified, BN re-estimated", refreshed(student, validation_images))
@@ -159,11 +175,14 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
         "unlearned_triggers": [{"kind": t.kind, "target": t.target, "size": t.size}
                                for t in triggers],
         "synthesis": synthesis_info,
-        "distillation": {
-            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "validation": validation.history, "chosen_epoch": validation.chosen_epoch},
         "seconds": {k: round(v, 1) for k, v in stages.items()},
     }
+    if validation is not None:
+        report["distillation"] = {
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+            "validation": validation.history, "chosen_epoch": validation.chosen_epoch}
+    else:
+        report["refit"] = refit_report
     report["seconds"]["total"] = round(sum(stages.values()), 1)
     if evaluation is not None:
         report["evaluation"] = evaluations
@@ -208,21 +227,21 @@ def _copy(model):
 
 
 def unlearning_triggers(report):
-    """The inverted triggers to unlearn from a `kcc.scan.ScanReport`.
+    """The inverted triggers to unlearn from a `kcc.scan.ScanReport`; none when no class was
+    flagged.
 
     For every suspected target, its triggers of the kinds whose own signal found that class
     anomalous (`{kind}_trigger_p` below the scan's level), or of every kind when only the margin
-    flagged it; every inverted trigger when no class was flagged (an all-to-all or missed
-    backdoor). A kind that did not stand out for a class is no smaller there than for the other
+    flagged it. A kind that did not stand out for a class is no smaller there than for the other
     classes, so it is no evidence of the backdoor. Revision 3 of `benchmarks/recipe_zoo.py`
     unlearned every kind of every suspected target: on `wanet_all2one` (targets 0, 3 and 5,
     nine triggers) the held-aside trigger rate, the largest over the nine, stayed at 0.84-0.98
-    through distillation and the undistilled student was kept (ASR 94.9%).
+    through distillation and the undistilled student was kept (ASR 94.9%). Up to revision 8,
+    every inverted trigger of every class was unlearned when no class was flagged; on `clean`
+    that cost 12 points of accuracy (revision 1), and revision 9 refits instead (`purify_kcc`).
     """
-    if not report.backdoored:
-        return [t for kind in scan_lib.inversion.KINDS for t in report.triggers.get(kind, [])]
     chosen = []
-    for target in report.target_classes:
+    for target in report.target_classes if report.backdoored else ():
         found = {kind: t for kind in scan_lib.inversion.KINDS
                  for t in report.triggers.get(kind, []) if t.target == target}
         row = report.per_class[target]

@@ -108,7 +108,7 @@ def test_triggers_to_unlearn_follow_the_scan():
     chosen = [(t.kind, t.target) for t in recipe.unlearning_triggers(report)]
     assert chosen == [("warp", 1), ("local", 2), ("warp", 2)]  # class 2: the margin flagged it
     report.backdoored, report.target_classes = False, []
-    assert len(recipe.unlearning_triggers(report)) == 6
+    assert recipe.unlearning_triggers(report) == []
 
 
 def test_reestimate_batchnorm_matches_the_images_statistics():

@@ -232,6 +232,7 @@ class LabelConsistent(base.Attack):
             x_poisoned, _, indices = self.poison(x, y, seed)
             if cache:
                 tmp = f"{checkpoint}.poison.tmp.npz"
+                os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
                 np.savez(tmp, indices=indices, images=x_poisoned[indices])
                 os.replace(tmp, cache)
         return training.train(
