@@ -159,11 +159,13 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
         stages["distillation"] = time.time() - start
         say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
             "images)")
-    else:
+    elif refit.refittable(student):
         say("[4/4] nothing to unlearn: refitting the factored layers to the suspect's responses")
-        if cr is not None:  # truncated layers to refit; otherwise the student is the suspect
-            refit_report = refit.refit(model, student, images, verbose=verbose)
+        refit_report = refit.refit(model, student, images, verbose=verbose)
         stages["refit"] = time.time() - start
+    else:
+        say("[4/4] nothing to unlearn and no factored layer to refit: the result is the "
+            "suspect as compression left it")
     evaluate("purified", student)
     if evaluation is not None:  # would what a user does next bring the backdoor back?
         evaluate("purified, BN re-estimated", refreshed(student, validation_images))
@@ -181,7 +183,7 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_ba
         report["distillation"] = {
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "validation": validation.history, "chosen_epoch": validation.chosen_epoch}
-    else:
+    elif refit_report is not None:
         report["refit"] = refit_report
     report["seconds"]["total"] = round(sum(stages.values()), 1)
     if evaluation is not None:

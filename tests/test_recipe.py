@@ -81,6 +81,31 @@ def test_evaluation_set_changes_no_weight(suspect):
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_unflagged_model_is_refitted_not_distilled(suspect, monkeypatch):
+    def nothing_found(model, **kwargs):
+        per_class = [{"class": c} for c in range(model.outputs[0].shape[-1])]
+        return scan.ScanReport(False, [], 1.0, 0.05, per_class, {}, [], {}, {})
+
+    monkeypatch.setattr(recipe.scan_lib, "scan", nothing_found)
+    x, y = task(100, seed=7)
+    small = dict(num_images=96, synthesis_steps=10, synthesis_batch_size=32, epochs=2,
+                 batch_size=32)
+    student, report = recipe.purify_kcc(suspect, cr=1.5, evaluation=(x, y, None),
+                                        verbose=False, **small)
+    assert "distillation" not in report and report["unlearned_triggers"] == []
+    assert set(report["seconds"]) >= {"refit", "synthesis", "scan"}
+    assert [r["after"] <= r["before"] * (1 + 1e-6) for r in report["refit"]] == [True] * len(
+        report["refit"])
+    ev = report["evaluation"]
+    assert ev["purified"]["acc"] >= ev["compressed"]["acc"] - 0.05, ev
+    compressed, _ = recipe.rewrite.compress(suspect, 1.5, float("inf"))
+    bns = [l.name for l in compressed.layers if isinstance(l, keras.layers.BatchNormalization)]
+    for name in bns:  # only the factored layers changed
+        for a, b in zip(compressed.get_layer(name).get_weights(),
+                        student.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_paper_recipe_is_algorithm_1_unchanged(suspect):
     direct, direct_report = cc.purify(suspect, cr=1.5, seed=0, verbose=False, **PAPER)
     chosen, report = recipe.purify(suspect, cr=1.5, recipe="paper", seed=0, verbose=False,
