@@ -9,7 +9,6 @@ import pytest
 from kcc import models
 from kcc import refit
 from kcc import rewrite
-from kcc.layers import TuckerConv2D
 from tests import backends
 from tests.test_rewrite import _rank_deficient
 
@@ -17,20 +16,18 @@ IMAGES = np.random.default_rng(0).random((48, 32, 32, 3)).astype("float32")
 
 
 def _factors(model):
-    return {l.name: [np.array(w) for w in l.get_weights()] for l in model.layers
-            if isinstance(l, TuckerConv2D)}
+    return {l.name: [np.array(w) for w in l.get_weights()] for l in refit.refittable(model)}
 
 
 def test_refit_recovers_the_exact_layers_when_the_ranks_suffice():
     teacher = _rank_deficient(models.resnet18(width=8))
     student, _ = rewrite.compress(teacher, cr=1.2, tau_scale=math.inf)
     rng = np.random.default_rng(1)
-    for layer in student.layers:  # spoil cores and output factors; keep the input factors
-        if isinstance(layer, TuckerConv2D):
-            w = layer.get_weights()
-            w[1] = w[1] + 0.3 * rng.standard_normal(w[1].shape).astype("float32")
-            w[2] = w[2] + 0.3 * rng.standard_normal(w[2].shape).astype("float32")
-            layer.set_weights(w)
+    for layer in refit.refittable(student):  # spoil cores and output factors, not input factors
+        w = layer.get_weights()
+        w[1] = w[1] + 0.3 * rng.standard_normal(w[1].shape).astype("float32")
+        w[2] = w[2] + 0.3 * rng.standard_normal(w[2].shape).astype("float32")
+        layer.set_weights(w)
     spoiled = student.predict(IMAGES, verbose=0)
     target = teacher.predict(IMAGES, verbose=0)
     assert np.abs(spoiled - target).max() > 0.1
