@@ -21,7 +21,8 @@ if not os.path.exists(tcache):
     found = scan_lib.scan(model, seed=0, verbose=False, images=train, **scan_lib.BUDGETS["cpu"])
     pickle.dump(recipe.unlearning_triggers(found), open(tcache, "wb"))
     print("scan", round(time.time() - t), found.verdict(), flush=True)
-triggers = pickle.load(open(tcache, "rb"))
+triggers = pickle.load(open(os.environ.get("TRIGGERS", tcache), "rb"))
+if os.environ.get("KINDS"): triggers = [t for t in triggers if t.kind in os.environ["KINDS"].split(",")]
 print([(t.kind, t.target) for t in triggers], flush=True)
 ev = lambda m: {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items() if k != "n_triggered"}
 results = {}
@@ -58,4 +59,4 @@ for variant in sys.argv[2:]:
         log.append(row); print(variant, row, flush=True)
     ctx.__exit__(None, None, None)
     results[variant] = log
-    json.dump(results, open(f"benchmarks/work/probe_refit_distill_{name}_{'_'.join(sys.argv[2:])}.json", "w"), indent=1)
+    json.dump(results, open(f"benchmarks/work/probe_refit_distill_{name}_{'_'.join(sys.argv[2:])}{os.environ.get('TAG','')}.json", "w"), indent=1)

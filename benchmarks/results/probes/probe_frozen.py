@@ -1,0 +1,45 @@
+"""Probe: refit, then unlearning distillation with BatchNorm frozen (suspect statistics), refined triggers.
+usage: TRIGGERS=... KINDS=local probe_frozen.py MODEL LR EPOCHS WEIGHT [NOREFIT]"""
+import json, math, os, pickle, sys, time
+sys.path.insert(0, "benchmarks")
+import numpy as np, keras
+import zoo
+from kcc import rewrite, metrics, unlearning, refit, recipe
+name, lr, epochs, weight = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+norefit = len(sys.argv) > 5
+model, attack, x, y, _ = zoo.load_entry(name, 100)
+images = np.load(f"benchmarks/work/probe_images_{name}.npz")["images"]
+val, train = images[:128], images[128:]
+triggers = pickle.load(open(os.environ["TRIGGERS"], "rb"))
+if os.environ.get("KINDS"):
+    triggers = [t for t in triggers if t.kind in os.environ["KINDS"].split(",")]
+ev = lambda m: {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items() if k != "n_triggered"}
+keras.utils.set_random_seed(0)
+student, _ = rewrite.compress(model, 2.0, math.inf)
+t0 = time.time()
+if not norefit:
+    refit.refit(model, student, train, verbose=False)
+print("refit", round(time.time() - t0, 1), flush=True)
+student.trainable = True
+for l in student.layers:
+    if isinstance(l, keras.layers.BatchNormalization):
+        l.trainable = False
+val_cb = unlearning.SyntheticValidation(model, student, val, triggers, 0.05)
+d = unlearning.UnlearningDistiller(model, student, triggers, 4.0, weight, True, 0)
+steps = -(-len(train) // 128)
+d.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, epochs * steps)))
+val_cb.set_model(d); val_cb.on_train_begin()
+log = [{"epoch": 0, **ev(student), **val_cb.history[-1]}]; print(log[-1], flush=True)
+for epoch in range(epochs):
+    t = time.time()
+    d.fit(train, batch_size=128, epochs=1, verbose=0)
+    val_cb._consider(epoch, None)
+    log.append({**ev(student), **val_cb.history[-1], "s": round(time.time() - t, 1)}); print(log[-1], flush=True)
+val_cb.on_train_end()
+for l in student.layers: l.trainable = True
+student.save_weights(f"benchmarks/work/probe_frozen_{name}.weights.h5")
+final = {"chosen": val_cb.chosen_epoch, **ev(student), "bn_reest": ev(recipe.refreshed(student, val)),
+         "fine_tuned": ev(recipe.fine_tuned(student, train)), "s": round(time.time() - t0, 1)}
+print("final", final, flush=True)
+tag = f"{name}_{lr}_{epochs}_{weight}{'_norefit' if norefit else ''}{os.environ.get('TAG', '')}"
+json.dump({"log": log, "final": final}, open(f"benchmarks/work/probe_frozen_{tag}.json", "w"), indent=1)
