@@ -202,21 +202,21 @@ def recipe_revision(recipe, choice):
     return max(row["budget"].get("revision", 1) for row in recipe.values())
 
 
-#: From this revision of kcc's recipe on, a model the scan does not flag runs the same code
-#: (revision 10 changed only what happens when a class is flagged, `benchmarks/recipe_zoo.py`),
-#: so an unflagged model's row of an earlier revision down to this one stands for the shown one.
-RECIPE_UNFLAGGED_SINCE = 9
+#: From this revision of kcc's recipe on, a model the scan flags runs the same code (revision 9
+#: changed only what happens when no class is flagged, `benchmarks/recipe_zoo.py`), so a flagged
+#: model's row of an earlier revision down to this one stands for the shown revision.
+RECIPE_FLAGGED_SINCE = 8
 
 
 def _shows(row, revision):
     made = row["budget"].get("revision", 1)
-    return made == revision or (RECIPE_UNFLAGGED_SINCE <= made < revision
-                                and not row.get("scan", "").startswith("BACKDOORED"))
+    return made == revision or (RECIPE_FLAGGED_SINCE <= made < revision
+                                and row.get("scan", "").startswith("BACKDOORED"))
 
 
 def kcc_row(recipe, model, cr, choice):
     """The recipe_zoo.json row of `model` at `cr` for the shown revision (the newest revision
-    that stands for it, `RECIPE_UNFLAGGED_SINCE`; the last such row), or None."""
+    that stands for it, `RECIPE_FLAGGED_SINCE`; the last such row), or None."""
     revision = recipe_revision(recipe, choice)
     rows = [row for row in (recipe or {}).values()
             if row["model"] == model and float(row["cr"]) == float(cr) and _shows(row, revision)]
@@ -382,7 +382,7 @@ def _recipe_provenance(data, choice):
     budgets = sorted({_budget_text({k: v for k, v in r["budget"].items()
                                     if k not in ("revision", "per_class")}) for r in rows})
     older = sorted({r["budget"].get("revision", 1) for r in rows} - {revision})
-    older = (f"; unflagged models' rows made at revision {', '.join(map(str, older))}, the same "
+    older = (f"; flagged models' rows made at revision {', '.join(map(str, older))}, the same "
              "code for them" if older else "")
     sizes = sorted({r["budget"]["per_class"] for r in rows})
     machines = sorted({r["machine"] for r in rows})

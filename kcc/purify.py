@@ -25,8 +25,8 @@ FORMATS = ("kcc", "plain")
 
 #: Defaults that differ between the recipes (flag default None = the chosen recipe's).
 RECIPE_DEFAULTS = {
-    "kcc": {"num_images": 2048, "synthesis_steps": 200, "epochs": 10},
-    "paper": {"num_images": 5120, "synthesis_steps": 500, "epochs": 5},
+    "kcc": {"num_images": 2048, "synthesis_steps": 200, "epochs": 20, "learning_rate": 1e-3},
+    "paper": {"num_images": 5120, "synthesis_steps": 500, "epochs": 5, "learning_rate": 3e-4},
 }
 PAPER_ONLY = ("tau_scale", "reading", "gamma", "pgd_steps", "epsilon", "adversarial_cap")
 KCC_ONLY = ("temperature", "unlearning_weight", "distribution")
@@ -82,17 +82,17 @@ _SYNTHESIS_BATCH = flags.DEFINE_integer(
 # ----------------------------------------------------------------------------- distillation
 _EPOCHS = flags.DEFINE_integer(
     "epochs", None,
-    "Passes of distillation over the synthetic images. kcc: every weight but BatchNorm's is "
-    "retrained (default 10; the best epoch is kept, chosen on held-aside synthetic images; no "
-    "distillation when the scan flags nothing). Paper: only BatchNorm "
+    "Passes of distillation over the synthetic images. kcc: every weight is retrained (default "
+    "20; the best epoch is kept, chosen on held-aside synthetic images; no distillation when "
+    "the scan flags nothing). Paper: only BatchNorm "
     "layers, to agree with the suspect on synthetic images and disagree on adversarial ones "
     "(default 5); 0 skips synthesis and distillation (compression only, also the mode for "
     "models without BatchNorm). (Eq. 10)", lower_bound=0)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 128, "Synthetic images per distillation step. Paper: 128.", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", 3e-4,
-    "Adam learning rate of distillation (cosine-decayed over the epochs in the kcc recipe).")
+    "learning_rate", None,
+    "Adam learning rate of distillation. Default: 1e-3, cosine-decayed (kcc); 3e-4 (paper).")
 _TEMPERATURE = flags.DEFINE_float(
     "temperature", 4.0,
     "kcc recipe only. Softening of both models' answers before they are compared (the "
@@ -225,7 +225,7 @@ def recipe_settings(recipe):
     chosen = {name: (flags.FLAGS[name].value if flags.FLAGS[name].value is not None else value)
               for name, value in RECIPE_DEFAULTS[recipe].items()}
     shared = dict(synthesis_batch_size=_SYNTHESIS_BATCH.value, batch_size=_BATCH_SIZE.value,
-                  learning_rate=_LEARNING_RATE.value, **chosen)
+                  **chosen)
     if recipe == "kcc":
         from kcc import parallel
         from kcc import scan

@@ -212,22 +212,20 @@ def test_kcc_recipe_rows_show_the_newest_revision_against_the_issue_bars(sources
     assert old["kcc recipe"]["BadNet (`badnets_all2one`)"] == "11.00 / 11.00 / 11.00 (not in paper)"
 
 
-def test_unflagged_models_rows_stand_for_a_revision_that_changed_only_the_flagged_path():
+def test_flagged_models_rows_stand_for_a_revision_that_changed_only_the_unflagged_path():
     def row(model, revision, scan):
         return {"model": model, "cr": 2.0, "budget": {"revision": revision}, "scan": scan}
 
-    clean = "No backdoor found: no class stands out."
-    flagged = "BACKDOORED: suspected target class(es) 0 (p = 1e-9)."
-    rows = {"a": row("badnets_all2one", 9, flagged), "b": row("clean", 9, clean),
-            "c": row("badnets_all2all", 8, clean), "d": row("badnets_all2one", 10, flagged),
-            "e": row("blended_all2one", 9, flagged)}
+    flagged = row("badnets_all2one", 8, "BACKDOORED: suspected target class(es) 0 (p = 1e-9).")
+    rows = {"a": row("badnets_all2one", 7, flagged["scan"]), "b": flagged,
+            "c": row("badnets_all2all", 8, "No backdoor found: no class stands out."),
+            "d": row("clean", 9, "No backdoor found: no class stands out.")}
     choice = reproduce_report.Choice()
-    assert reproduce_report.kcc_row(rows, "badnets_all2one", 2, choice) is rows["d"]
-    assert reproduce_report.kcc_row(rows, "clean", 2, choice) is rows["b"]
+    assert reproduce_report.kcc_row(rows, "badnets_all2one", 2, choice) is flagged
     assert reproduce_report.kcc_row(rows, "badnets_all2all", 2, choice) is None  # path changed
-    assert reproduce_report.kcc_row(rows, "blended_all2one", 2, choice) is None  # path changed
-    rows["c"]["budget"]["revision"] = 10
-    assert reproduce_report.kcc_row(rows, "badnets_all2all", 2, choice) is rows["c"]
+    assert reproduce_report.kcc_row(rows, "clean", 2, choice) is rows["d"]
+    rows["a"]["budget"]["revision"] = 9
+    assert reproduce_report.kcc_row(rows, "badnets_all2one", 2, choice) is rows["a"]
 
 
 def test_missing_runs_and_models_read_not_run(sources):

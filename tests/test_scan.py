@@ -68,29 +68,6 @@ def test_inverted_trigger_overlaps_the_planted_patch(reports):
     assert local.flip_rate > 0.8
 
 
-def test_refine_inverts_the_given_kinds_and_targets_again(models, reports):
-    """The recipe's second inversion: one trigger per given one, of its kind and target, and
-    the refined patch still on the planted one and flipping held-out images."""
-    model = models["backdoored"]
-    found = reports["backdoored"].triggers
-    given = [t for kind in ("local", "global") for t in found[kind] if t.target == TARGET]
-    x, y = task(192, seed=3)
-    labels = np.argmax(model.predict(x, verbose=0), -1)
-    refined = inversion.refine(model, given, x, labels, steps=120, batch_size=16,
-                               verbose=False)
-    assert [(t.kind, t.target) for t in refined] == [(t.kind, t.target) for t in given]
-    assert all(new is not old for new, old in zip(refined, given))
-    mask = refined[0].mask[..., 0]
-    top = np.argsort(mask.ravel())[::-1][:PATCH * PATCH]
-    true = np.zeros_like(mask, bool)
-    true[PATCH_ROWS, PATCH_COLS] = True
-    assert true.ravel()[top].mean() >= 0.5, np.round(mask, 2)
-    held, held_y = task(300, seed=13)
-    keep = held_y != TARGET
-    flipped = np.argmax(model.predict(refined[0].apply(held[keep]), verbose=0), -1) == TARGET
-    assert flipped.mean() > 0.8
-
-
 def test_per_class_rows_and_trigger_files(reports, tmp_path):
     report = reports["backdoored"]
     assert len(report.per_class) == CLASSES

@@ -347,30 +347,3 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
         return keep.best
     finally:
         model.trainable = trainable
-
-
-def refine(model, triggers, images, labels, steps=200, batch_size=32, seed=0, verbose=True):
-    """Inverts `triggers` again, for their target classes only, with a larger budget.
-
-    The scan inverts every class's triggers on few images and steps, enough to tell which class
-    stands out but not to find the trigger itself: on `badnets_all2one` its class-0 patch
-    covered 33.2 pixels and flipped 17% of held-aside synthetic images (the real 3 x 3 patch
-    flips 100% of them). Inverted again for class 0 alone on 896 synthetic images, 400 steps of
-    64, it covers 6.8 pixels and flips 100% of them and 99.9% of the test split's images
-    (`benchmarks/results/probes/refine.json`). Unlearning needs that trigger: with the scan's
-    the suspect's backdoor was removed only by distillation that also cost 6 points of accuracy.
-
-    Args:
-        model: the suspect (not modified).
-        triggers: `Trigger`s from the scan; only their kinds and targets are used.
-        images: synthetic images `(N, H, W, C)` in [0, 1] to fit on; `labels` `(N,)` the
-            suspect's predictions on them.
-        steps, batch_size, seed, verbose: as in `invert_triggers`.
-
-    Returns:
-        one new `Trigger` per given trigger, of its kind and target (flip rates not measured).
-    """
-    targets = sorted({t.target for t in triggers})
-    found = invert_triggers(model, images, labels, steps=steps, batch_size=batch_size,
-                            classes=targets, seed=seed, verbose=verbose)
-    return [next(new for new in found[t.kind] if new.target == t.target) for t in triggers]

@@ -38,7 +38,13 @@ for epoch in range(epochs):
 val_cb.on_train_end()
 for l in student.layers: l.trainable = True
 student.save_weights(f"benchmarks/work/probe_frozen_{name}.weights.h5")
+from kcc import data
+xt, yt = data.load("cifar10", "train")
+xt, _, _ = data.subset(xt, yt, per_class=100, seed=1)
 final = {"chosen": val_cb.chosen_epoch, **ev(student), "bn_reest": ev(recipe.refreshed(student, val)),
+         "bn_reest_real_train_1000": ev(recipe.refreshed(student, xt)),
+         "suspect_bn_reest_real_train_1000": ev(recipe.refreshed(model, xt)),
+         "suspect_bn_reest_synthetic": ev(recipe.refreshed(model, val)),
          "fine_tuned": ev(recipe.fine_tuned(student, train)), "s": round(time.time() - t0, 1)}
 print("final", final, flush=True)
 tag = f"{name}_{lr}_{epochs}_{weight}{'_norefit' if norefit else ''}{os.environ.get('TAG', '')}"
