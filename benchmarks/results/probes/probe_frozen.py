@@ -1,19 +1,13 @@
 """Probe: refit, then unlearning distillation with BatchNorm frozen (suspect statistics), refined triggers.
 usage: TRIGGERS=... KINDS=local probe_frozen.py MODEL LR EPOCHS WEIGHT [NOREFIT]"""
 import json, math, os, pickle, sys, time
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np, keras
-import zoo
+import probe_setup
 from kcc import rewrite, metrics, unlearning, refit, recipe
 name, lr, epochs, weight = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 norefit = len(sys.argv) > 5
-model, attack, x, y, _ = zoo.load_entry(name, 100)
-images = np.load(f"benchmarks/work/probe_images_{name}.npz")["images"]
-val, train = images[:128], images[128:]
-triggers = pickle.load(open(os.environ["TRIGGERS"], "rb"))
-if os.environ.get("KINDS"):
-    triggers = [t for t in triggers if t.kind in os.environ["KINDS"].split(",")]
-ev = lambda m: {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items() if k != "n_triggered"}
+model, val, train, triggers, ev = probe_setup.load(name)
 keras.utils.set_random_seed(0)
 student, _ = rewrite.compress(model, 2.0, math.inf)
 t0 = time.time()

@@ -2,19 +2,13 @@
 mode) and batch statistics of the synthetic batch (training mode, moving statistics never updated).
 usage: TRIGGERS=... KINDS=local probe_two_regimes.py MODEL LR EPOCHS MODE   (MODE: both | frozen)"""
 import json, math, os, pickle, sys, time
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np, keras
 from keras import ops
-import zoo
+import probe_setup
 from kcc import rewrite, metrics, unlearning, refit, recipe, distillation
 name, lr, epochs, mode = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-model, attack, x, y, _ = zoo.load_entry(name, 100)
-images = np.load(f"benchmarks/work/probe_images_{name}.npz")["images"]
-val, train = images[:128], images[128:]
-triggers = pickle.load(open(os.environ["TRIGGERS"], "rb"))
-if os.environ.get("KINDS"):
-    triggers = [t for t in triggers if t.kind in os.environ["KINDS"].split(",")]
-ev = lambda m: {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items() if k != "n_triggered"}
+model, val, train, triggers, ev = probe_setup.load(name)
 
 
 class TwoRegimes(unlearning.UnlearningDistiller):
