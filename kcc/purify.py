@@ -38,8 +38,9 @@ _RECIPE = flags.DEFINE_enum(
     "then retrain every weight on synthetic images to answer as the suspect does, also when "
     "the inverted triggers are stamped on them; when the scan flags nothing, refit the "
     "truncated layers to the suspect's responses on those images instead. 'paper': Clean & "
-    "Compact's Algorithm 1 exactly as published (scaling, truncation, BN-only adversarial distillation); it costs much "
-    "accuracy and its backdoor removal does not survive BatchNorm re-estimation "
+    "Compact's Algorithm 1 exactly as published (scaling, truncation, BN-only adversarial "
+    "distillation); it costs much accuracy and its backdoor removal does not survive "
+    "BatchNorm re-estimation "
     "(benchmarks/results/cc_findings.md).")
 
 # ----------------------------------------------------------------------------- compression

@@ -16,11 +16,11 @@
      weight of the compressed model learns the suspect's answers on augmented synthetic images,
      and the same answers on those images stamped with the suspected targets' inverted
      triggers. The epoch kept is chosen on the held-aside synthetic images only. Distilling
-     from the suspect brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside trigger rate rose
-     from 0.21 after epoch 1 to 0.71 by epoch 5), and the choice of epoch is what stops it. A
-     5-epoch run kept the same first epoch on WaNet (ASR 13.3% against 13.7% for 20 epochs)
-     and left BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20 epochs (revisions 7
-     and 8 in `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
+     from the suspect brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside
+     trigger rate rose from 0.21 after epoch 1 to 0.71 by epoch 5), and the choice of epoch is
+     what stops it. A 5-epoch run kept the same first epoch on WaNet (ASR 13.3% against 13.7%
+     for 20 epochs) and left BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20
+     epochs (revisions 7 and 8 in `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
   4'. when the scan flagged nothing, **refit** (`kcc.refit`): each factored layer is refitted in
      closed form to the suspect's responses on the synthetic images, and nothing is unlearned.
      Unlearning every class's inverted triggers cost `clean` 12 points of accuracy (revision

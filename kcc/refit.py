@@ -12,9 +12,10 @@ student's own input (asymmetric reconstruction: errors of the layers before are 
 where `P_n (rows, K*K*R2)` holds the `K x K` patches of `conv(x_n, U2)` for the student's input
 `x_n` of synthetic image `n`, and `Y_n (rows, O)` is the suspect's conv response on the same
 image (its kernel alone: before bias and activation, which both layers share). The solution is
-reduced-rank regression: the ridge least-squares map `B = (P^T P + ridge)^{-1} P^T Y`, projected on the `R1` leading eigenvectors `V (O, R1)` of
-`B^T P^T P B` (the fitted responses' second moments): `vec(G) = B V`, `U1 = V`. Only
-`P^T P` and `P^T Y` are accumulated, batch by batch, so memory does not grow with the images.
+reduced-rank regression: the ridge least-squares map `B = (P^T P + ridge)^{-1} P^T Y`,
+projected on the `R1` leading eigenvectors `V (O, R1)` of `B^T P^T P B` (the fitted responses'
+second moments): `vec(G) = B V`, `U1 = V`. Only `P^T P` and `P^T Y` are accumulated, batch by
+batch, so memory does not grow with the images.
 
 The synthetic images carry no trigger, so the refit restores the suspect's clean behaviour, and
 with it whatever of the backdoor truncation had blurred (`badnets_all2one`, cr 2: ACC 78.2 ->
