@@ -202,16 +202,17 @@ def recipe_revision(recipe, choice):
     return max(row["budget"].get("revision", 1) for row in recipe.values())
 
 
-#: From this revision of kcc's recipe on, a model the scan flags runs the same code (revision 9
-#: changed only what happens when no class is flagged, `benchmarks/recipe_zoo.py`), so a flagged
-#: model's row of an earlier revision down to this one stands for the shown revision.
+#: Rows of revisions from this one on are shown while a model has no row of the shown revision
+#: (a flagged model runs the same code at revisions 8 and 9; revision 9 changed only what happens
+#: when no class is flagged, `benchmarks/recipe_zoo.py`); the provenance line names each shown
+#: row's revision.
 RECIPE_FLAGGED_SINCE = 8
 
 
 def _shows(row, revision):
     made = row["budget"].get("revision", 1)
-    return made == revision or (RECIPE_FLAGGED_SINCE <= made < revision
-                                and row.get("scan", "").startswith("BACKDOORED"))
+    flagged = row.get("scan", "").startswith("BACKDOORED")
+    return made == revision or (RECIPE_FLAGGED_SINCE + (not flagged) <= made < revision)
 
 
 def kcc_row(recipe, model, cr, choice):
@@ -381,9 +382,13 @@ def _recipe_provenance(data, choice):
         return f"kcc recipe: {NOT_RUN} (no recipe_zoo.json row of revision {revision})"
     budgets = sorted({_budget_text({k: v for k, v in r["budget"].items()
                                     if k not in ("revision", "per_class")}) for r in rows})
-    older = sorted({r["budget"].get("revision", 1) for r in rows} - {revision})
-    older = (f"; flagged models' rows made at revision {', '.join(map(str, older))}, the same "
-             "code for them" if older else "")
+    older = {}
+    for r in rows:
+        if r["budget"].get("revision", 1) != revision:
+            older.setdefault(r["budget"].get("revision", 1), []).append(r["model"])
+    older = ("; models without a row of that revision yet show their newest earlier one: " +
+             "; ".join(f"revision {k}: {', '.join(sorted(set(v)))}" for k, v in
+                       sorted(older.items(), reverse=True)) if older else "")
     sizes = sorted({r["budget"]["per_class"] for r in rows})
     machines = sorted({r["machine"] for r in rows})
     return (f"kcc recipe (recipe_zoo.json, revision {revision} of `benchmarks/recipe_zoo.py`"
