@@ -202,17 +202,18 @@ def recipe_revision(recipe, choice):
     return max(row["budget"].get("revision", 1) for row in recipe.values())
 
 
-#: Rows of revisions from this one on are shown while a model has no row of the shown revision
-#: (a flagged model runs the same code at revisions 8 and 9; revision 9 changed only what happens
-#: when no class is flagged, `benchmarks/recipe_zoo.py`); the provenance line names each shown
-#: row's revision.
+#: The oldest revision whose row is shown while a model has no row of the shown revision, for a
+#: model the scan flagged and for one it did not (revision 9 changed only what happens when no
+#: class is flagged, `benchmarks/recipe_zoo.py`); the provenance line names each row's revision.
 RECIPE_FLAGGED_SINCE = 8
+RECIPE_UNFLAGGED_SINCE = 9
 
 
 def _shows(row, revision):
     made = row["budget"].get("revision", 1)
     flagged = row.get("scan", "").startswith("BACKDOORED")
-    return made == revision or (RECIPE_FLAGGED_SINCE + (not flagged) <= made < revision)
+    since = RECIPE_FLAGGED_SINCE if flagged else RECIPE_UNFLAGGED_SINCE
+    return made == revision or since <= made < revision
 
 
 def kcc_row(recipe, model, cr, choice):

@@ -157,8 +157,11 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         seed: seeds every random start.
         verbose: print each stage and its progress.
         images: synthetic images `(N, H, W, C)` already made from the model's BatchNorm
-            statistics (e.g. by `kcc.recipe`, which needs them too); the first `num_images`
-            are used and none are synthesised here. Default: synthesised here.
+            statistics; the first `num_images` are used and none are synthesised here.
+            Default: synthesised here, as when the verdict's thresholds were chosen. Images
+            made otherwise change the statistics: on images made at Adam rate 0.3 (kcc's
+            recipe) the scan flagged a clean zoo model (`benchmarks/results/probes/
+            recipe_rev11a.json`), so `kcc.recipe` lets the scan make its own.
 
     Returns:
         a `ScanReport`.
