@@ -27,6 +27,7 @@ def purify(
     cr=3.0,
     tau_scale=4.0,
     reading="text",
+    rank_multiple=1,
     num_images=5120,
     synthesis_steps=500,
     synthesis_learning_rate=0.1,
@@ -49,6 +50,8 @@ def purify(
         cr: compression ratio of the parameters (> 1), or None for scaling without truncation.
         tau_scale: Eq. 5 threshold (paper: 4); `math.inf` disables scaling.
         reading: `"text"` or `"literal"` reading of Eq. 5 (`kcc.tucker.scale_factors`).
+        rank_multiple: ranks rounded up to multiples of it (`kcc.rewrite.compress`; 1 = the
+            paper's ranks).
         num_images, synthesis_steps, synthesis_learning_rate, synthesis_batch_size: Eq. 9
             (paper: 5120 images, 500 Adam steps, lr 0.1).
         epochs: distillation epochs (paper: 5); 0 skips synthesis and distillation
@@ -88,7 +91,8 @@ def purify(
     else:
         if evaluation is not None:  # ASR after scaling alone, before truncation
             evaluate("scaled", rewrite.constrain(model, tau_scale, reading)[0])
-        student, rewrite_report = rewrite.compress(model, cr, tau_scale, reading)
+        student, rewrite_report = rewrite.compress(model, cr, tau_scale, reading,
+                                                   rank_multiple)
     stages["rewrite"] = time.time() - start
     log(f"[1/3] scaling{'' if cr is None else ' + truncation'}: "
         f"{rewrite_report.params_before:,} -> {rewrite_report.params_after:,} parameters "

@@ -86,15 +86,17 @@ def purify(model, cr=3.0, recipe="kcc", evaluation=None, seed=0, verbose=True, *
     return student, {"recipe": recipe, **report}
 
 
-def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_learning_rate=0.3,
-               synthesis_batch_size=256, epochs=20, batch_size=128, learning_rate=1e-3,
-               temperature=4.0, unlearning_weight=1.0, augment=True, scan_settings=None,
-               distribution=None, evaluation=None, seed=0, verbose=True):
+def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=200,
+               synthesis_learning_rate=0.3, synthesis_batch_size=256, epochs=20, batch_size=128,
+               learning_rate=1e-3, temperature=4.0, unlearning_weight=1.0, augment=True,
+               scan_settings=None, distribution=None, evaluation=None, seed=0, verbose=True):
     """kcc's recipe (module docstring): truncation, scan, synthesis, distillation with unlearning.
 
     Args:
         model: the suspect (not modified).
         cr: parameter compression ratio (> 1), or None for no compression.
+        rank_multiple: every rank is rounded up to a multiple of it within the same parameter
+            budget (`kcc.rewrite.compress`); 1 keeps the truncation's own ranks.
         num_images, synthesis_steps, synthesis_learning_rate, synthesis_batch_size: synthetic
             images from the suspect's BatchNorm statistics (`kcc.synthesis.synthesize`);
             `VALIDATION_SHARE` of them are held aside. The rate is 3x the paper's 0.1: in 100
@@ -133,7 +135,8 @@ def purify_kcc(model, cr=3.0, num_images=2048, synthesis_steps=200, synthesis_le
     if cr is None:
         student, rewrite_report = rewrite.constrain(model, math.inf)
     else:
-        student, rewrite_report = rewrite.compress(model, cr, math.inf)
+        student, rewrite_report = rewrite.compress(model, cr, math.inf,
+                                                   rank_multiple=rank_multiple)
     stages["compression"] = time.time() - start
     say(f"[1/4] truncation: {rewrite_report.params_before:,} -> "
         f"{rewrite_report.params_after:,} parameters ({stages['compression']:.1f} s)")

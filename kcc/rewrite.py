@@ -229,10 +229,11 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
                               tau_trunc, reports)
 
 
-def largest_ratio(model):
-    """The largest `cr` that `compress` can reach on `model`.
+def largest_ratio(model, rank_multiple=1):
+    """The largest `cr` that `compress(..., rank_multiple=rank_multiple)` can reach on `model`.
 
-    Every decomposable conv at rank `(1, 1)` (or kept plain where that is smaller), every other
+    Every decomposable conv at its lowest rank, `min(rank_multiple, full rank)` per mode (or
+    kept plain where that is smaller), every other
     parameter unchanged. Computed from the layer shapes alone, without decomposing anything,
     so a command line can refuse an unreachable ratio at once.
 
@@ -242,10 +243,13 @@ def largest_ratio(model):
     Raises:
         ValueError: the model has no decomposable conv.
     """
+    m = tucker.check_rank_multiple(rank_multiple)
     convs = [(tuple(l.kernel.shape), bool(l.use_bias)) for l in _decomposable_layers(model)]
     total = models.trainable_params(model)
-    smallest = total - sum(tucker.conv_params(shape, bias) - tucker.layer_params(shape, 1, 1, bias)
-                           for shape, bias in convs)
+    smallest = total - sum(
+        tucker.conv_params(shape, bias)
+        - tucker.layer_params(shape, min(m, shape[3]), min(m, shape[2]), bias)
+        for shape, bias in convs)
     return total / smallest
 
 

@@ -240,7 +240,7 @@ class SyntheticValidation(keras.callbacks.Callback):
 
 def distill(teacher, student, images, validation_images, triggers=(), epochs=30, batch_size=128,
             learning_rate=1e-3, temperature=4.0, unlearning_weight=1.0, augment=True,
-            max_trigger_rate=0.05, seed=0, verbose=True, distribution=None):
+            max_trigger_rate=0.05, seed=0, verbose=True, distribution=None, callbacks=()):
     """Trains `student` in place by distillation with trigger unlearning (module docstring).
 
     Args:
@@ -260,6 +260,9 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
             batch over the devices (JAX only; their count must divide `batch_size` and the
             last batch, `kcc.parallel.check_batch_size`). The result is the single-device one
             up to float rounding.
+        callbacks: more `keras.callbacks.Callback`s for `fit` (e.g. `CSVLogger`); they run
+            after `SyntheticValidation`, so their logs include `val_agreement` and
+            `val_trigger_rate`.
 
     Returns:
         `(history, validation)`: the Keras `History` and the `SyntheticValidation` callback
@@ -284,7 +287,8 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
             history = distiller.fit(
                 np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs,
                 verbose=0,
-                callbacks=[validation, *progress.callbacks("distillation", verbose=verbose)])
+                callbacks=[validation, *callbacks,
+                           *progress.callbacks("distillation", verbose=verbose)])
     finally:
         for layer, flag in trainable:
             layer.trainable = flag

@@ -160,6 +160,10 @@ def test_purify_refuses_bad_input_in_one_line_naming_the_flag(files, tmp_path):
          r"flag --model=.*missing\.keras: no such file"),
         ([f"--model={tiny}", f"--output={out}", "--cr=1000", *evaluation],
          r"--cr=1000 cannot be reached for this model: .* the largest ratio is \d+\.\d\d\.$"),
+        ([f"--model={tiny}", f"--output={out}", "--cr=5", "--rank_multiple=8",  # 25.93 at 1
+          *evaluation],
+         r"--cr=5 cannot be reached for this model: with every decomposable convolution at its "
+         r"lowest rank \(--rank_multiple=8; 1 allows rank 1\) the largest ratio is 3\.80\.$"),
         ([f"--model={files / 'nobn.keras'}", f"--output={out}", "--recipe=paper", *evaluation],
          r"no BatchNormalization layer.*--epochs=0 on the command line"),
         ([f"--model={files / 'nobn.keras'}", f"--output={out}", *evaluation],

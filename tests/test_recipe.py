@@ -9,6 +9,7 @@ from kcc import cc
 from kcc import distillation
 from kcc import recipe
 from kcc import scan
+from kcc import unlearning
 from tests import backends
 from tests.planted import TARGET, stamp, task, train
 
@@ -214,3 +215,22 @@ def test_both_backends_run_both_recipes(backend):
         print(json.dumps(out))
     """)
     assert result == {"kcc": ["kcc", True], "paper": ["paper", True]}
+
+
+def test_distillation_takes_the_users_callbacks():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(h))
+    teacher = keras.Model(inputs, keras.layers.Dense(4)(h))
+    student = keras.models.clone_model(teacher)
+    images = np.random.default_rng(0).random((32, 8, 8, 3)).astype("float32")
+    seen = []
+    logger = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+        (epoch, sorted(logs))))
+    history, validation = unlearning.distill(teacher, student, images, images[:8], epochs=2,
+                                             batch_size=16, verbose=False, callbacks=[logger])
+    assert [epoch for epoch, _ in seen] == [0, 1]
+    assert {"val_agreement", "val_trigger_rate", "loss"} <= set(seen[-1][1])  # after validation
+    assert len(validation.history) == 3 and len(history.history["loss"]) == 2

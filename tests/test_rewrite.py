@@ -138,6 +138,18 @@ def _small_convnet(seed=0):
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
+@pytest.mark.parametrize("rank_multiple", [1, 8])
+def test_largest_ratio_is_what_compress_reaches(rank_multiple):
+    model = _small_convnet()
+    largest = rewrite.largest_ratio(model, rank_multiple)
+    _, report = rewrite.compress(model, cr=largest * 0.999, rank_multiple=rank_multiple)
+    assert report.params_after <= report.params_before / (largest * 0.999)
+    with pytest.raises(ValueError, match="cannot be reached"):
+        rewrite.compress(model, cr=largest * 1.001, rank_multiple=rank_multiple)
+    if rank_multiple > 1:
+        assert largest < rewrite.largest_ratio(model)  # no rank below 8 to fall to
+
+
 @pytest.mark.parametrize("cr", [2, 3])
 def test_compress_rank_multiple(cr):
     model = _small_convnet()
