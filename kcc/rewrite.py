@@ -232,10 +232,10 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
 def largest_ratio(model, rank_multiple=1):
     """The largest `cr` that `compress(..., rank_multiple=rank_multiple)` can reach on `model`.
 
-    Every decomposable conv at its lowest rank, `min(rank_multiple, full rank)` per mode (or
-    kept plain where that is smaller), every other
-    parameter unchanged. Computed from the layer shapes alone, without decomposing anything,
-    so a command line can refuse an unreachable ratio at once.
+    Every decomposable conv at its lowest rank per mode, `tucker.round_rank(1, rank_multiple,
+    full rank)` (or kept plain where that is smaller), every other parameter unchanged.
+    Computed from the layer shapes alone, without decomposing anything, so a command line can
+    refuse an unreachable ratio at once.
 
     Returns:
         `params_before / smallest params_after`, a float >= 1.
@@ -248,7 +248,8 @@ def largest_ratio(model, rank_multiple=1):
     total = models.trainable_params(model)
     smallest = total - sum(
         tucker.conv_params(shape, bias)
-        - tucker.layer_params(shape, min(m, shape[3]), min(m, shape[2]), bias)
+        - tucker.layer_params(shape, tucker.round_rank(1, m, shape[3]),
+                              tucker.round_rank(1, m, shape[2]), bias)
         for shape, bias in convs)
     return total / smallest
 
