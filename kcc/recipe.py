@@ -17,18 +17,24 @@
      verdict's thresholds were chosen on): suspected target classes and, for every class, the
      smallest local, global and warp triggers that send other images to it. Given the
      rate-0.3 images instead, it flagged classes 3 and 5 of the `clean` model (p = 0.0057).
-     The triggers to unlearn are then inverted again for the suspected targets on the
-     recipe's images (`reinverted`): the scan's own, fitted on 32 images, left
-     `trojan_all2one`'s backdoor in place (ASR 98.44%);
+     The triggers to unlearn are then inverted again for the suspected targets and the kinds
+     that flagged them on the recipe's images (`reinverted`): the scan's own, fitted on 32
+     images, left `trojan_all2one`'s backdoor in place (ASR 98.44%). The scan's own are held
+     out to choose the epoch. The kinds that flagged a target need not be the trigger's: on
+     `blended_all2one` a patch flagged class 0, and unlearning it left ASR at 41.44%;
+     inverting every kind did not help (55.22%, `reinverted`);
   4. when the scan flagged a class, **distillation with unlearning** (`kcc.unlearning`): every
      weight of the compressed model learns the suspect's answers on augmented synthetic images,
      and the same answers on those images stamped with the suspected targets' inverted
-     triggers. The epoch kept is chosen on the held-aside synthetic images only. Distilling
-     from the suspect brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside
-     trigger rate rose from 0.21 after epoch 1 to 0.71 by epoch 5), and the choice of epoch is
-     what stops it. A 5-epoch run kept the same first epoch on WaNet (ASR 13.3% against 13.7%
-     for 20 epochs) and left BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20
-     epochs (revisions 7 and 8 in `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
+     triggers. The epoch kept is chosen on the held-aside synthetic images only: the last
+     one whose trigger rate, of the unlearned triggers and of the scan's own (held out), is
+     near the run's lowest (`kcc.unlearning.SyntheticValidation`). Distilling from the
+     suspect brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside trigger
+     rate rose from 0.21 after epoch 1 to 0.71 by epoch 5; Trojan: test ASR 4.6% after epoch
+     1, 12-40% after epochs 2-20), and the choice of epoch is what stops it. A 5-epoch run
+     kept the same first epoch on WaNet (ASR 13.3% against 13.7% for 20 epochs) and left
+     BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20 epochs (revisions 7 and 8 in
+     `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
   4'. when the scan flagged nothing, **refit** (`kcc.refit`): each factored layer is refitted in
      closed form to the suspect's responses on the synthetic images, and nothing is unlearned.
      Unlearning every class's inverted triggers cost `clean` 12 points of accuracy (revision
@@ -158,8 +164,8 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
     say("[3/4] scanning the suspect for a backdoor (kcc.scan, on its own synthetic images)")
     found = scan_lib.scan(model, seed=seed, verbose=verbose, **(scan_settings or {}))
     say(f"  {found.verdict()}")
-    triggers = reinverted(model, unlearning_triggers(found), images, found.settings, seed,
-                          verbose)
+    suspected = suspected_triggers(found)
+    triggers = reinverted(model, suspected, images, found.settings, seed, verbose)
     stages["scan"] = time.time() - start
 
     start = time.time()
@@ -170,7 +176,7 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
         history, validation = unlearning.distill(
             model, student, images, validation_images, triggers, epochs, batch_size,
             learning_rate, temperature, unlearning_weight, augment, seed=seed,
-            verbose=verbose, distribution=distribution)
+            verbose=verbose, distribution=distribution, held_out_triggers=suspected)
         stages["distillation"] = time.time() - start
         say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
             "images)")
@@ -191,6 +197,8 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
         "scan": found.to_dict(),
         "unlearned_triggers": [{"kind": t.kind, "target": t.target, "size": t.size}
                                for t in triggers],
+        "held_out_triggers": [{"kind": t.kind, "target": t.target, "size": t.size}
+                              for t in suspected],
         "synthesis": synthesis_info,
         "seconds": {k: round(v, 1) for k, v in stages.items()},
     }
@@ -250,7 +258,10 @@ def reinverted(model, triggers, images, settings, seed=0, verbose=True):
     `ScanReport.settings`). The scan decides whether and where; these images, more and closer
     to the suspect's statistics, give triggers nearer the real one. Revision 11 unlearned the
     scan's own triggers: on `trojan_all2one` they left ASR at 98.44%; revision 9, whose scan ran
-    on the recipe's rate-0.1 images, removed it (4.89%).
+    on the recipe's rate-0.1 images, removed it (4.89%). Inverting every kind instead (revision
+    15, rejected: `benchmarks/results/probes/recipe_rev15.json`) did not remove Blended, which a
+    patch had flagged (ASR 55.22% against 41.44% with the patch alone), and cost Trojan 1.8
+    points of ACC.
 
     Returns:
         a list of `kcc.scan.Trigger`, one per trigger given, in the same order.
@@ -267,9 +278,10 @@ def reinverted(model, triggers, images, settings, seed=0, verbose=True):
     return [f for t in triggers for f in fresh[t.kind] if f.target == t.target]
 
 
-def unlearning_triggers(report):
-    """The inverted triggers to unlearn from a `kcc.scan.ScanReport`; none when no class was
-    flagged.
+def suspected_triggers(report):
+    """The scan's triggers that flagged its suspected targets (`kcc.scan.ScanReport`); none
+    when no class was flagged. They name the targets whose triggers `reinverted` inverts again
+    to unlearn, and are held out (measured, never trained on) to choose the epoch.
 
     For every suspected target, its triggers of the kinds whose own signal found that class
     anomalous (`{kind}_trigger_p` below the scan's level), or of every kind when only the margin

@@ -131,10 +131,10 @@ def test_triggers_to_unlearn_follow_the_scan():
     per_class[1]["warp_trigger_p"] = 0.001  # class 1 stands out in its warp only
     report = scan.ScanReport(True, [1, 2], 0.001, 0.05, per_class,
                              {"local": local, "warp": warp}, [], {}, {})
-    chosen = [(t.kind, t.target) for t in recipe.unlearning_triggers(report)]
+    chosen = [(t.kind, t.target) for t in recipe.suspected_triggers(report)]
     assert chosen == [("warp", 1), ("local", 2), ("warp", 2)]  # class 2: the margin flagged it
     report.backdoored, report.target_classes = False, []
-    assert recipe.unlearning_triggers(report) == []
+    assert recipe.suspected_triggers(report) == []
 
 
 def test_reestimate_batchnorm_matches_the_images_statistics():
@@ -148,7 +148,7 @@ def test_reestimate_batchnorm_matches_the_images_statistics():
     np.testing.assert_allclose(np.asarray(bn.moving_variance), x.var((0, 1, 2)), rtol=0.1)
 
 
-def test_validation_recalibrates_batchnorm_and_trades_agreement_against_trigger_rate():
+def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_lowest_rate():
     from kcc import unlearning
 
     keras.utils.set_random_seed(0)
@@ -157,18 +157,42 @@ def test_validation_recalibrates_batchnorm_and_trades_agreement_against_trigger_
     calibration = np.random.default_rng(0).normal(3.0, 2.0, (64, 4, 4, 2)).astype("float32")
     validation = unlearning.SyntheticValidation(student, student, calibration[:8],
                                                 calibration_images=calibration)
-    # (agreement, trigger rate) of the student before training and after each of four epochs.
-    measured = iter([(0.5, 0.9), (0.9, 0.3), (0.7, 0.2), (0.8, 0.04), (0.95, 0.06)])
+    # (agreement, unlearned rate, held-out rate) before training and after each epoch.
+    measured = iter([(0.9, 1.0, 0.9), (0.6, 0.2, 0.1), (0.9, 0.25, 0.5), (0.8, 0.28, 0.2),
+                     (0.7, 0.12, 0.1), (0.95, 0.16, 0.17), (0.99, 0.3, 0.1)])
     validation.measure = lambda: next(measured)
     validation.on_train_begin()
     bn = student.layers[1]
     np.testing.assert_allclose(np.asarray(bn.moving_mean), calibration.mean((0, 1, 2)), rtol=0.05)
+    assert validation.chosen_epoch == 0  # the only epoch so far is the lowest
+    validation.on_epoch_end(0)
+    assert validation.chosen_epoch == 1  # 0.2 is the new lowest
+    validation.on_epoch_end(1)
+    assert validation.chosen_epoch == 1  # the held-out rate 0.5 > 1.5 x 0.2
+    validation.on_epoch_end(2)
+    assert validation.chosen_epoch == 3  # 0.28 <= 0.3, and later
+    validation.on_epoch_end(3)
+    assert validation.chosen_epoch == 4  # lowest now 0.12, so epoch 3 would no longer pass
+    validation.on_epoch_end(4)
+    assert validation.chosen_epoch == 5  # 0.17 <= 0.18
+    validation.on_epoch_end(5)
+    assert validation.chosen_epoch == 5  # the highest agreement, but 0.3 > 0.18
+    assert validation.history[-1]["held_out_trigger_rate"] == 0.1
+    validation.on_train_end()
+
+
+def test_validation_always_accepts_the_absolute_rate():
+    from kcc import unlearning
+
+    inputs = keras.Input((4,))
+    student = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    validation = unlearning.SyntheticValidation(student, student, np.zeros((4, 4), "float32"))
+    measured = iter([(0.5, 0.9, 0.0), (0.6, 0.01, 0.0), (0.7, 0.04, 0.0)])
+    validation.measure = lambda: next(measured)
+    validation.on_train_begin()
     validation.on_epoch_end(0)
     validation.on_epoch_end(1)
-    assert validation.chosen_epoch == 1  # 0.9 - 0.3 beats 0.7 - 0.2, though 0.2 is lower
-    validation.on_epoch_end(2)
-    validation.on_epoch_end(3)
-    assert validation.chosen_epoch == 3  # the only epoch at or under the 0.05 trigger rate
+    assert validation.chosen_epoch == 2  # 0.04 > 1.5 x 0.01 but under max_trigger_rate 0.05
 
 
 def test_stamped_images_meet_the_batchnorm_statistics_of_a_mostly_clean_batch():

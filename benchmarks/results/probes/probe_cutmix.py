@@ -11,12 +11,13 @@ are made from the mixed ones. Everything else is `kcc.recipe.purify_kcc` at the 
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax \
         python benchmarks/results/probes/probe_cutmix.py NAME [CR]
 """
-import json, os, sys, time
+import os, sys
 sys.path.insert(0, "benchmarks")
+sys.path.insert(0, os.path.dirname(__file__))
 import keras
 from keras import ops
-import zoo
-from kcc import recipe, saving, scan, unlearning
+import probe_setup
+from kcc import unlearning
 
 name = sys.argv[1]
 cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
@@ -46,23 +47,5 @@ def cutmix_call(self, x, training=False):
 
 
 unlearning.UnlearningDistiller.call = cutmix_call
-model, attack, x, y, _ = zoo.load_entry(name, 100)
-budget = dict(num_images=1024, synthesis_steps=100, synthesis_learning_rate=0.3, epochs=20,
-              learning_rate=1e-3, unlearning_weight=1.0)
-start = time.time()
-_, report = recipe.purify_kcc(model, cr=cr, evaluation=(x, y, attack),
-                              scan_settings=scan.BUDGETS["cpu"], **budget)
-out = "benchmarks/results/probes/cutmix.json"
-rows = json.load(open(out)) if os.path.exists(out) else {}
-rows[f"{name}|cr{cr:g}"] = {
-    "command": "KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax python " + " ".join(sys.argv),
-    "budget": budget, "revision": "11 + CutMix in distillation",
-    "evaluation": {k: {m: round(100 * float(v), 2) for m, v in e.items() if m != "n_triggered"}
-                   for k, e in report["evaluation"].items()},
-    "chosen_epoch": report.get("distillation", {}).get("chosen_epoch", "refit"),
-    "validation": report.get("distillation", {}).get("validation"),
-    "seconds": report["seconds"], "wall_seconds": round(time.time() - start, 1),
-    "machine": zoo.machine(),
-}
-saving.write_json(rows, out)
-print(json.dumps(rows[f"{name}|cr{cr:g}"]["evaluation"]))
+probe_setup.run_recipe(name, cr, "benchmarks/results/probes/cutmix.json",
+                       "11 + CutMix in distillation")

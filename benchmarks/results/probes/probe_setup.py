@@ -21,3 +21,37 @@ def load(name):
                 if k != "n_triggered"}
 
     return model, images[:128], images[128:], triggers, ev
+
+
+#: The CPU budget of `benchmarks/recipe_zoo.py` that the recipe probes run.
+BUDGET = dict(num_images=1024, synthesis_steps=100, synthesis_learning_rate=0.3, epochs=20,
+              learning_rate=1e-3, unlearning_weight=1.0)
+
+
+def run_recipe(name, cr, out, revision, **extra):
+    """`kcc.recipe.purify_kcc` on zoo model `name` at `BUDGET` (as patched by the caller), its
+    row written to `out` (JSON, one row per model and cr) with `extra` fields added; returns
+    the row. `extra` values that are callables are called after the run."""
+    import json, time
+    from kcc import recipe, saving, scan
+    from zoo import machine
+
+    model, attack, x, y, _ = zoo.load_entry(name, 100)
+    start = time.time()
+    _, report = recipe.purify_kcc(model, cr=cr, evaluation=(x, y, attack),
+                                  scan_settings=scan.BUDGETS["cpu"], **BUDGET)
+    rows = json.load(open(out)) if os.path.exists(out) else {}
+    row = rows[f"{name}|cr{cr:g}"] = {
+        "command": "KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax python " + " ".join(sys.argv),
+        "budget": BUDGET, "revision": revision,
+        "evaluation": {k: {m: round(100 * float(v), 2) for m, v in e.items() if m != "n_triggered"}
+                       for k, e in report["evaluation"].items()},
+        "chosen_epoch": report.get("distillation", {}).get("chosen_epoch", "refit"),
+        "validation": report.get("distillation", {}).get("validation"),
+        **{k: v() if callable(v) else v for k, v in extra.items()},
+        "seconds": report["seconds"], "wall_seconds": round(time.time() - start, 1),
+        "machine": machine(),
+    }
+    saving.write_json(rows, out)
+    print(json.dumps(row["evaluation"]))
+    return row
