@@ -1,11 +1,13 @@
-"""Probe: which synthetic-only signal tells the epochs that removed the backdoor from those that
-did not? A diagnostic trace of `kcc.recipe.purify_kcc` (revision 13, the CPU budget of
-`benchmarks/recipe_zoo.py`) that, after every distillation epoch (after `SyntheticValidation`
-has re-estimated the student's BatchNorm statistics and measured it), also records:
+"""Probe: which synthetic-only signal tells the epochs that removed the backdoor from those
+that did not? A diagnostic trace of `kcc.recipe.purify_kcc` (the CPU budget of
+`benchmarks/recipe_zoo.py`; the committed rows ran revision 13) that, after every distillation
+epoch (after `SyntheticValidation` has re-estimated the student's BatchNorm statistics and
+measured it), records its row and also:
 
 * `test`: ACC / ASR / RA on the zoo's test slice (diagnosis only; the recipe never sees it);
 * `scan_trigger_rate`: the held-aside rate of the scan's own triggers (not the re-inverted ones
-  that are unlearned), the same measure as `val_trigger_rate`;
+  that are unlearned); from revision 14 `SyntheticValidation` measures it itself
+  (`held_out_trigger_rate`), and the probe copies it;
 * at epochs `INVERT_AT`, `fresh`: triggers of the unlearned kinds inverted anew for the target
   class on the *student* (held-aside images, the scan's inversion budget): their size against
   the suspect's re-inverted size says whether the student still has the short cut.
@@ -27,7 +29,8 @@ from kcc import metrics, recipe, scan, training, unlearning
 INVERT_AT = (0, 1, 2, 5, 10, 15, 20)
 name = sys.argv[1]
 cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
-model, attack, x, y, _ = zoo.load_entry(name, 100)
+entry = zoo.load_entry(name, 100)
+_, attack, x, y, _ = entry
 stash = {}
 plain_reinverted = recipe.reinverted
 
@@ -56,9 +59,8 @@ class Traced(unlearning.SyntheticValidation):
         row["test"] = {k: round(100 * float(val), 2)
                        for k, val in metrics.evaluate(self.student, x, y, attack).items()
                        if k != "n_triggered"}
-        unlearned, self.triggers = self.triggers, stash["scan_triggers"]
-        row["scan_trigger_rate"] = self.measure()[1]
-        self.triggers = unlearned
+        row["scan_trigger_rate"] = row["held_out_trigger_rate"]
+        unlearned = self.triggers
         if epoch + 1 in INVERT_AT:
             kinds = {t.kind for t in unlearned}
             labels = training.predict_labels(self.student, self.images)
@@ -84,5 +86,5 @@ def triggers(key):
 
 
 probe_setup.run_recipe(name, cr, "benchmarks/results/probes/epoch_trace.json",
-                       "13 (diagnostic trace)", unlearned=triggers("unlearned"),
+                       "14 (diagnostic trace)", entry, unlearned=triggers("unlearned"),
                        scan_triggers=triggers("scan_triggers"), trace=lambda: stash.get("trace"))

@@ -28,15 +28,15 @@ BUDGET = dict(num_images=1024, synthesis_steps=100, synthesis_learning_rate=0.3,
               learning_rate=1e-3, unlearning_weight=1.0)
 
 
-def run_recipe(name, cr, out, revision, **extra):
+def run_recipe(name, cr, out, revision, entry=None, **extra):
     """`kcc.recipe.purify_kcc` on zoo model `name` at `BUDGET` (as patched by the caller), its
     row written to `out` (JSON, one row per model and cr) with `extra` fields added; returns
-    the row. `extra` values that are callables are called after the run."""
+    the row. `entry`: `zoo.load_entry(name, 100)` if the caller already has it. `extra` values
+    that are callables are called after the run."""
     import json, time
     from kcc import recipe, saving, scan
-    from zoo import machine
 
-    model, attack, x, y, _ = zoo.load_entry(name, 100)
+    model, attack, x, y, _ = entry or zoo.load_entry(name, 100)
     start = time.time()
     _, report = recipe.purify_kcc(model, cr=cr, evaluation=(x, y, attack),
                                   scan_settings=scan.BUDGETS["cpu"], **BUDGET)
@@ -50,7 +50,7 @@ def run_recipe(name, cr, out, revision, **extra):
         "validation": report.get("distillation", {}).get("validation"),
         **{k: v() if callable(v) else v for k, v in extra.items()},
         "seconds": report["seconds"], "wall_seconds": round(time.time() - start, 1),
-        "machine": machine(),
+        "machine": zoo.machine(),
     }
     saving.write_json(rows, out)
     print(json.dumps(row["evaluation"]))
