@@ -59,9 +59,10 @@ def stack_triggers(triggers, image_shape):
     """`(masks (T, H, W, 1), patterns (T, H, W, C), flows (T, H, W, 2), kinds (T, 3))` of a list
     of triggers, `kinds` one-hot over `kcc.scan.inversion.KINDS`.
 
-    A local trigger stamps `(1 - m) * x + m * p`; a global one adds its perturbation `p`
-    (`clip(x + p, 0, 1)`); a warp trigger resamples `x` along its flow (`inversion.warp`). The
-    arrays of the kinds a trigger is not are zeros.
+    A local or blend trigger (any with a mask) stamps `(1 - m) * x + m * p` and counts as
+    local here; a global one adds its perturbation `p` (`clip(x + p, 0, 1)`); a warp trigger
+    resamples `x` along its flow (`inversion.warp`). The arrays of the kinds a trigger is not
+    are zeros.
     """
     h, w, c = image_shape
     masks = np.zeros((len(triggers), h, w, 1), np.float32)
@@ -69,12 +70,13 @@ def stack_triggers(triggers, image_shape):
     flows = np.zeros((len(triggers), h, w, 2), np.float32)
     kinds = np.zeros((len(triggers), len(inversion.KINDS)), np.float32)
     for i, trigger in enumerate(triggers):
-        kinds[i, inversion.KINDS.index(trigger.kind)] = 1.0
-        if trigger.kind == "warp":
+        kind = "local" if trigger.mask is not None else trigger.kind
+        kinds[i, inversion.KINDS.index(kind)] = 1.0
+        if kind == "warp":
             flows[i] = trigger.pattern
         else:
             patterns[i] = trigger.pattern
-        if trigger.kind == "local":
+        if kind == "local":
             masks[i] = trigger.mask
     return masks, patterns, flows, kinds
 
@@ -181,10 +183,13 @@ class SyntheticValidation(keras.callbacks.Callback):
     * `val_held_out_trigger_rate`: the same for `held_out_triggers`, which are never trained
       on (the scan's own triggers of the suspected targets; 0 when there are none).
 
-    An epoch's rate is the larger of the two. The student ends with the weights of the *last*
-    epoch whose rate is at most `max_trigger_rate` or at most `RATE_SLACK` times the lowest rate
-    of the run (the floor that adversarial transfer alone leaves; `benchmarks/results/probes/
-    epoch_trace.json`). Every choice rests on synthetic images only.
+    The student ends with the weights of the *last* epoch whose two rates are each at most
+    `max_trigger_rate` or at most `RATE_SLACK` times the lowest that rate reached in the run
+    (the floor that adversarial transfer alone leaves; `benchmarks/results/probes/
+    epoch_trace.json`); if no epoch passes both, of the epoch whose larger rate is lowest.
+    Every choice rests on synthetic images only. A limit only tightens as the run goes on, so
+    the epochs that pass so far are kept as host copies of the weights and dropped once they
+    no longer pass (on the zoo's runs a few at a time).
 
     Why this rule (the trace of revision 13 on two zoo models, test metrics recorded per epoch
     for diagnosis only): on `badnets_all2one` the unlearned triggers' rate never fell below
@@ -194,9 +199,14 @@ class SyntheticValidation(keras.callbacks.Callback):
     `trojan_all2one` the backdoor returns as distillation goes on (test ASR 4.6% after epoch
     1, 12-40% after epochs 2-20), and the unlearned triggers' rate alone did not show it
     (0.28 at epoch 9, ASR 27%, against 0.20 at epoch 1); the held-out triggers' rate did
-    (0.11 at epoch 1, 0.29 or more after). With the larger of the two and a slack of 1.5, the
-    rule keeps epoch 1 on Trojan and epoch 12 on BadNets (77.9% / 1.8%); a slack of 2 would
-    keep Trojan's epoch 3 (ASR 21%), 1.25 BadNets' epoch 7 (76.8%).
+    (0.11 at epoch 1, 0.29 or more after). Revision 14 compared the larger of the two with
+    1.5 times its lowest: epoch 1 on Trojan, epoch 12 on BadNets (77.9% / 1.8%); a slack of 2
+    would keep Trojan's epoch 3 (ASR 21%), 1.25 BadNets' epoch 7 (76.8%). Once a blended
+    max-margin image was unlearned too (revision 16), Trojan's unlearned rate was 0.30 after
+    epoch 1 and the larger rate let the returning backdoor through (epoch 9 kept, test ASR
+    40%; the held-out rate was 0.08 after epoch 1 and 0.34-0.68 after), so each rate is held
+    to its own lowest (revision 17: on the two traces, epoch 1 on Trojan and epoch 11 on
+    BadNets, 78.2% / 1.8%).
 
     Args:
         teacher, student: as in `UnlearningDistiller`.
@@ -219,7 +229,8 @@ class SyntheticValidation(keras.callbacks.Callback):
         self._reset()
 
     def _reset(self):
-        self.history, self.best, self.chosen_epoch, self.lowest_rate = [], None, None, None
+        self.history, self.chosen_epoch, self.lowest = [], None, None
+        self.passing, self.fallback = [], None  # [(epoch, rates, weights)], its least-bad one
 
     def on_train_begin(self, logs=None):
         self._reset()
@@ -251,19 +262,28 @@ class SyntheticValidation(keras.callbacks.Callback):
         if logs is not None:
             logs.update(val_agreement=agreement, val_trigger_rate=rate,
                         val_held_out_trigger_rate=held_out)
-        worst = max(rate, held_out)
-        # Online and exact: when the lowest rate falls, this epoch is acceptable and the latest.
-        self.lowest_rate = worst if self.lowest_rate is None else min(self.lowest_rate, worst)
-        if worst <= max(self.max_trigger_rate, RATE_SLACK * self.lowest_rate):
-            self.chosen_epoch = epoch + 1
-            self.best = [np.array(w) for w in self.student.get_weights()]
+        rates = (rate, held_out)
+        self.lowest = rates if self.lowest is None else tuple(map(min, self.lowest, rates))
+        self.passing = [kept for kept in self.passing if self._passes(kept[1])]
+        weights = None
+        if self._passes(rates):
+            weights = [np.array(w) for w in self.student.get_weights()]
+            self.passing.append((epoch + 1, rates, weights))
+        if self.fallback is None or max(rates) < max(self.fallback[1]):
+            weights = weights or [np.array(w) for w in self.student.get_weights()]
+            self.fallback = (epoch + 1, rates, weights)
+        self.chosen_epoch = (self.passing or [self.fallback])[-1][0]
+
+    def _passes(self, rates):
+        return all(r <= max(self.max_trigger_rate, RATE_SLACK * low)
+                   for r, low in zip(rates, self.lowest))
 
     def on_epoch_end(self, epoch, logs=None):
         self._consider(epoch, logs)
 
     def on_train_end(self, logs=None):
-        if self.best is not None:
-            self.student.set_weights(self.best)
+        if self.fallback is not None:
+            self.student.set_weights((self.passing or [self.fallback])[-1][2])
 
 
 def distill(teacher, student, images, validation_images, triggers=(), epochs=30, batch_size=128,

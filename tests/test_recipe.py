@@ -137,6 +137,22 @@ def test_triggers_to_unlearn_follow_the_scan():
     assert recipe.suspected_triggers(report) == []
 
 
+def test_blend_triggers_only_for_targets_whose_blend_stood_out():
+    inputs = keras.Input((2, 2, 3))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    per_class = [{"class": c, "max_margin_p": 0.001, "blend_trigger_p": 1.0} for c in range(3)]
+    per_class[2]["blend_trigger_p"] = 0.001  # only class 2's max-margin image stands out
+    margin_images = np.random.default_rng(0).random((3, 2, 2, 3)).astype("float32")
+    report = scan.ScanReport(True, [1, 2], 0.001, 0.05, per_class, {}, [], {}, {},
+                             margin_images=margin_images)
+    images = np.random.default_rng(1).random((16, 2, 2, 3)).astype("float32")
+    found = recipe.blend_triggers(model, report, images, verbose=False)
+    assert [(t.kind, t.target) for t in found] == [("blend", 2)]
+    np.testing.assert_array_equal(found[0].pattern, margin_images[2])
+    report.margin_images = None
+    assert recipe.blend_triggers(model, report, images, verbose=False) == []
+
+
 def test_reestimate_batchnorm_matches_the_images_statistics():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 2))
@@ -148,7 +164,7 @@ def test_reestimate_batchnorm_matches_the_images_statistics():
     np.testing.assert_allclose(np.asarray(bn.moving_variance), x.var((0, 1, 2)), rtol=0.1)
 
 
-def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_lowest_rate():
+def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_lowest_rates():
     from kcc import unlearning
 
     keras.utils.set_random_seed(0)
@@ -158,30 +174,33 @@ def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_low
     validation = unlearning.SyntheticValidation(student, student, calibration[:8],
                                                 calibration_images=calibration)
     # (agreement, unlearned rate, held-out rate) before training and after each epoch.
-    measured = iter([(0.9, 1.0, 0.9), (0.6, 0.2, 0.1), (0.9, 0.25, 0.5), (0.8, 0.28, 0.2),
-                     (0.7, 0.12, 0.1), (0.95, 0.16, 0.17), (0.99, 0.3, 0.1)])
+    measured = iter([(0.9, 1.0, 0.9), (0.6, 0.2, 0.1), (0.9, 0.25, 0.5), (0.8, 0.28, 0.14),
+                     (0.7, 0.16, 0.3), (0.95, 0.2, 0.12), (0.99, 0.3, 0.1)])
     validation.measure = lambda: next(measured)
+    dense = student.layers[-1]
+
+    def end_of(epoch):  # the weights of epoch e carry e in the bias, to see which come back
+        dense.bias.assign(np.full(3, float(epoch), "float32"))
+        validation.on_epoch_end(epoch - 1)
+        return validation.chosen_epoch
+
+    dense.bias.assign(np.zeros(3, "float32"))
     validation.on_train_begin()
     bn = student.layers[1]
     np.testing.assert_allclose(np.asarray(bn.moving_mean), calibration.mean((0, 1, 2)), rtol=0.05)
     assert validation.chosen_epoch == 0  # the only epoch so far is the lowest
-    validation.on_epoch_end(0)
-    assert validation.chosen_epoch == 1  # 0.2 is the new lowest
-    validation.on_epoch_end(1)
-    assert validation.chosen_epoch == 1  # the held-out rate 0.5 > 1.5 x 0.2
-    validation.on_epoch_end(2)
-    assert validation.chosen_epoch == 3  # 0.28 <= 0.3, and later
-    validation.on_epoch_end(3)
-    assert validation.chosen_epoch == 4  # lowest now 0.12, so epoch 3 would no longer pass
-    validation.on_epoch_end(4)
-    assert validation.chosen_epoch == 5  # 0.17 <= 0.18
-    validation.on_epoch_end(5)
-    assert validation.chosen_epoch == 5  # the highest agreement, but 0.3 > 0.18
+    assert end_of(1) == 1  # both rates at their lowest
+    assert end_of(2) == 1  # the held-out rate 0.5 > 1.5 x 0.1
+    assert end_of(3) == 3  # 0.28 <= 1.5 x 0.2 and 0.14 <= 1.5 x 0.1
+    assert end_of(4) == 1  # unlearned lowest now 0.16: epoch 3's 0.28 no longer passes, 1's does
+    assert end_of(5) == 5  # 0.2 <= 0.24 and 0.12 <= 0.15
+    assert end_of(6) == 5  # the highest agreement, but 0.3 > 0.24
     assert validation.history[-1]["held_out_trigger_rate"] == 0.1
     validation.on_train_end()
+    np.testing.assert_array_equal(np.asarray(dense.bias), np.full(3, 5.0))
 
 
-def test_validation_always_accepts_the_absolute_rate():
+def test_validation_always_accepts_the_absolute_rate_and_falls_back_to_the_least_bad():
     from kcc import unlearning
 
     inputs = keras.Input((4,))
@@ -193,6 +212,11 @@ def test_validation_always_accepts_the_absolute_rate():
     validation.on_epoch_end(0)
     validation.on_epoch_end(1)
     assert validation.chosen_epoch == 2  # 0.04 > 1.5 x 0.01 but under max_trigger_rate 0.05
+    measured = iter([(0.5, 1.0, 0.9), (0.6, 0.2, 0.1), (0.7, 0.06, 0.5)])
+    validation.on_train_begin()
+    validation.on_epoch_end(0)
+    validation.on_epoch_end(1)
+    assert validation.passing == [] and validation.chosen_epoch == 1  # the lowest larger rate
 
 
 def test_stamped_images_meet_the_batchnorm_statistics_of_a_mostly_clean_batch():

@@ -75,12 +75,16 @@ def test_per_class_rows_and_trigger_files(reports, tmp_path):
         for name in scan_lib.SIGNALS:
             assert np.isfinite(row[name]) and 0.0 <= row[f"{name}_p"] <= 1.0
         assert row["local_trigger_size"] > 0 and 0.0 <= row["local_trigger_flip_rate"] <= 1.0
+        assert row["blend_trigger_size"] in max_margin.BLEND_WEIGHTS
+        assert 0.0 <= row["blend_trigger_p"] <= 1.0
     paths = scan_lib.save_triggers(report, str(tmp_path))
-    assert len(paths) == 1 + len(inversion.KINDS) * CLASSES
+    assert len(paths) == 1 + len(report.target_classes) + len(inversion.KINDS) * CLASSES
     assert all(os.path.isfile(p) for p in paths)
+    assert os.path.join(str(tmp_path), f"margin_class{TARGET}.png") in paths
     stored = np.load(paths[0])
     local = [t for t in report.triggers["local"] if t.target == TARGET][0]
     np.testing.assert_array_equal(stored[f"local_{TARGET}_mask"], local.mask)
+    np.testing.assert_array_equal(stored[f"margin_{TARGET}_image"], report.margin_images[TARGET])
     json.dumps(report.to_dict(paths))  # serialisable
 
 
@@ -96,6 +100,32 @@ def test_anomaly_test_flags_one_outlier_and_not_a_spread():
     two = spiked.copy()
     two[7] = 9 * null.max()
     assert anomaly.p_values(two)[1] == [4, 7]
+
+
+def test_max_margin_keeps_the_image_that_reached_each_margin(models):
+    model = models["backdoored"]
+    margins, images = max_margin.max_margin(model, images_per_class=3, steps=20, verbose=False)
+    assert images.shape == (CLASSES, *model.inputs[0].shape[1:]) and margins.shape == (CLASSES,)
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    logits = model.predict(images, verbose=0)
+    own = logits[np.arange(CLASSES), np.arange(CLASSES)]
+    others = np.where(np.eye(CLASSES, dtype=bool), -np.inf, logits).max(-1)
+    np.testing.assert_allclose(own - others, margins, rtol=1e-3, atol=1e-3)
+
+
+def test_blend_trigger_takes_the_smallest_weight_that_flips():
+    inputs = keras.Input((4, 4, 1))
+    brightness = keras.layers.GlobalAveragePooling2D()(inputs)  # class 1 once the mean > 0.12
+    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[-1.0, 1.0]]),
+                                bias_initializer=keras.initializers.Constant([0.12, -0.12]))(
+        brightness)
+    model = keras.Model(inputs, logits)
+    dark = np.zeros((20, 4, 4, 1), "float32")
+    found = max_margin.blend_trigger(model, np.ones((4, 4, 1), "float32"), 1, dark)
+    assert found.kind == "blend" and found.size == 0.15 and found.flip_rate == 1.0
+    np.testing.assert_allclose(found.apply(dark), 0.15, atol=1e-6)
+    never = max_margin.blend_trigger(model, np.zeros((4, 4, 1), "float32"), 1, dark)
+    assert never.flip_rate == 0.0 and never.size == max_margin.BLEND_WEIGHTS[0]
 
 
 def test_max_margin_rejects_empty_budgets(models):
@@ -140,7 +170,9 @@ def test_unlearning_stamps_every_kind_as_the_trigger_does():
     mask[2:4, 2:4] = 1.0
     triggers = [inversion.Trigger("local", 1, rng.random((8, 8, 3)).astype("float32"), mask),
                 inversion.Trigger("global", 1, rng.normal(0, 0.2, (8, 8, 3)).astype("float32")),
-                inversion.Trigger("warp", 1, rng.normal(0, 1.5, (8, 8, 2)).astype("float32"))]
+                inversion.Trigger("warp", 1, rng.normal(0, 1.5, (8, 8, 2)).astype("float32")),
+                inversion.Trigger("blend", 1, rng.random((8, 8, 3)).astype("float32"),
+                                  np.full((8, 8, 1), 0.2, "float32"), 0.2)]
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
     for trigger in triggers:
@@ -213,7 +245,8 @@ def test_both_backends_run_the_scan(backend):
         print(json.dumps({"rows": len(r.per_class), "signals": r.settings["signals"],
                           "p": r.p_value}))
     """)
-    assert result["rows"] == 4 and len(result["signals"]) == len(scan_lib.SIGNALS) and 0 <= result["p"] <= 1
+    assert result["rows"] == 4 and len(result["signals"]) == len(scan_lib.SIGNALS)
+    assert 0 <= result["p"] <= 1
 
 
 def test_budgets_match_the_flagfile_and_the_defaults():

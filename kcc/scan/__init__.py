@@ -10,6 +10,12 @@ No image from any dataset is touched. Two independent signals, each a plain func
    (mask and pattern), global (additive) and warp (smooth displacement) triggers that send the
    other classes' images to it, and how many held-aside synthetic images each trigger flips.
 
+Beside the verdict, not part of it: each inverted class's max-margin image blended into the
+held-aside synthetic images (`max_margin.blend_trigger`), the smallest weight that sends them to
+the class (`blend_trigger_size`) and that weight's p-value (`blend_trigger_p`, the same test
+on its inverse). `kcc.recipe` unlearns the blended image of a target whose p-value is below
+`ALPHA`. It does not vote: `ALPHA` and the budgets were chosen on the zoo with the four signals.
+
 Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the inverse
 of a trigger's size, `trigger_statistic`), and `kcc.scan.anomaly.p_values` tests it as MM-BD
 does (a gamma null fitted to the other classes, an order-statistic p-value, step-down for
@@ -78,6 +84,9 @@ class ScanReport:
         notes: what the scan could not do or did differently, in words.
         seconds: wall time per stage and in total.
         settings: the budget used.
+        margin_images: `(K, H, W, C)` in [0, 1], each class's image that reached its margin
+            (`kcc.scan.max_margin.max_margin`); what `kcc.recipe` blends in to unlearn
+            (`max_margin.blend_trigger`). Not in `to_dict`.
     """
 
     backdoored: bool
@@ -89,6 +98,7 @@ class ScanReport:
     notes: list
     seconds: dict
     settings: dict
+    margin_images: np.ndarray = None
 
     def trigger(self, target):
         """The inverted trigger of `target` that the scan found most anomalous (of any kind),
@@ -171,7 +181,7 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
     """
     num_classes = check_model(model)
     say = print if verbose else (lambda *a, **k: None)
-    notes, seconds, stats = [], {}, {}
+    notes, seconds, stats, blends = [], {}, {}, []
     start = time.time()
     per_class_images = max(1, min(margin_images, MARGIN_BATCH // num_classes))
     if per_class_images < margin_images:
@@ -180,8 +190,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
     stages = 3 if synthesis.batchnorm_layers(model) else 1
     say(f"[1/{stages}] maximum margin per class ({num_classes} classes x {per_class_images} "
         f"images, {margin_steps} steps)")
-    stats["max_margin"] = max_margin.max_margin(model, per_class_images, margin_steps,
-                                                seed=seed, verbose=verbose)
+    stats["max_margin"], margin_images = max_margin.max_margin(
+        model, per_class_images, margin_steps, seed=seed, verbose=verbose)
     seconds["max_margin"] = time.time() - start
 
     triggers = {}
@@ -223,6 +233,12 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                 full[trig.target] = trigger_statistic(trig.size)
             stats[f"{kind}_trigger"] = full
         triggers = inverted
+        blends = [max_margin.blend_trigger(model, margin_images[c], c, images[half:],
+                                           labels[half:]) for c in candidates]
+        full = np.zeros(num_classes)
+        for trig in blends:
+            full[trig.target] = trigger_statistic(trig.size)
+        blend_p, _ = anomaly.p_values(full, ALPHA, min_ratio=MIN_RATIO)
         seconds["inversion"] = time.time() - t
 
     p = {}
@@ -237,11 +253,13 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         for name in stats:
             row[name] = float(stats[name][c])
             row[f"{name}_p"] = float(p[name][c])
-        for kind, found in triggers.items():
+        for kind, found in (*triggers.items(), ("blend", blends)):
             for trig in found:
                 if trig.target == c:
                     row[f"{kind}_trigger_size"] = trig.size
                     row[f"{kind}_trigger_flip_rate"] = trig.flip_rate
+                    if kind == "blend":
+                        row["blend_trigger_p"] = float(blend_p[c])
         row["p"] = float(combined[c])
         per_class.append(row)
     seconds["total"] = time.time() - start
@@ -254,6 +272,7 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                   "inversion_steps": inversion_steps,
                   "inversion_batch_size": inversion_batch_size, "seed": seed,
                   "signals": list(stats)},
+        margin_images=margin_images,
     )
 
 
@@ -280,7 +299,8 @@ def check_model(model):
 
 def save_triggers(report, folder, scale=8):
     """Writes every inverted trigger as a PNG (upscaled `scale` times, so a person can see it)
-    and all of them in one `.npz`; returns the paths written.
+    and all of them in one `.npz`, with the max-margin image of every suspected target class
+    (`margin_class{k}.png`: what most drives the class); returns the paths written.
 
     A local trigger's PNG is its pattern shown through its mask (`mask * pattern` on black); a
     global trigger's is its perturbation mapped to [0, 1] around mid-grey; a warp trigger's is
@@ -292,6 +312,11 @@ def save_triggers(report, folder, scale=8):
 
     os.makedirs(folder, exist_ok=True)
     paths, arrays = [], {}
+    pictures = []
+    if report.margin_images is not None:
+        for target in report.target_classes:
+            arrays[f"margin_{target}_image"] = report.margin_images[target]
+            pictures.append((f"margin_class{target}.png", report.margin_images[target]))
     for kind, found in report.triggers.items():
         for trig in found:
             if kind == "local":
@@ -303,14 +328,16 @@ def save_triggers(report, folder, scale=8):
                 if kind == "warp":  # (H, W, 2) -> RGB, blue at mid-grey
                     picture = np.concatenate([picture, np.full_like(picture[..., :1], 0.5)], -1)
             arrays[f"{kind}_{trig.target}_pattern"] = trig.pattern
-            picture = np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8)
-            if picture.shape[-1] == 1:
-                picture = picture[..., 0]
-            image = Image.fromarray(picture).resize(
-                (picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST)
-            path = os.path.join(folder, f"trigger_{kind}_class{trig.target}.png")
-            saving.write_bytes(_png(image), path, overwrite=True)
-            paths.append(path)
+            pictures.append((f"trigger_{kind}_class{trig.target}.png", picture))
+    for name, picture in pictures:
+        picture = np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8)
+        if picture.shape[-1] == 1:
+            picture = picture[..., 0]
+        image = Image.fromarray(picture).resize(
+            (picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST)
+        path = os.path.join(folder, name)
+        saving.write_bytes(_png(image), path, overwrite=True)
+        paths.append(path)
     npz = os.path.join(folder, "triggers.npz")
     saving.write_npz(arrays, npz)
     return [npz, *paths]

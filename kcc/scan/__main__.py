@@ -86,7 +86,8 @@ def main(argv):
     print()
     print(summary(report))
     if paths:
-        print(f"Triggers: {len(paths) - 1} PNG images and {paths[0]} in {folder}/ "
+        print(f"Triggers: {len(paths) - 1} PNG images (the inverted triggers and the suspected "
+              f"targets' max-margin images) and {paths[0]} in {folder}/ "
               f"(report: {os.path.join(folder, 'scan.json')})")
     for note in report.notes:
         print(f"Note: {note}")

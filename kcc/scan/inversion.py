@@ -96,13 +96,16 @@ class Trigger:
     """An inverted trigger for one target class.
 
     Attributes:
-        kind: `"local"` (mask and pattern), `"global"` (additive perturbation) or `"warp"`.
+        kind: `"local"` (mask and pattern), `"global"` (additive perturbation), `"warp"`, or
+            `"blend"` (an image blended in at one weight everywhere,
+            `kcc.scan.max_margin.blend_trigger`).
         target: the class the trigger sends images to.
-        pattern: the pattern `(H, W, C)` in [0, 1] (local), the perturbation `(H, W, C)`
-            (global) or the flow `(H, W, 2)` in pixels (warp, see `warp`).
-        mask: `(H, W, 1)` in [0, 1] for a local trigger, None otherwise.
+        pattern: the pattern `(H, W, C)` in [0, 1] (local, blend), the perturbation
+            `(H, W, C)` (global) or the flow `(H, W, 2)` in pixels (warp, see `warp`).
+        mask: `(H, W, 1)` in [0, 1] for a local or blend trigger (stamped as
+            `(1 - mask) * x + mask * pattern`), None otherwise.
         size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global), mean
-            displacement in pixels (warp).
+            displacement in pixels (warp), the blend weight (blend).
         flip_rate: fraction of held-aside images (not of the target class) it sends to the
             target, or None before it is measured.
     """
@@ -117,7 +120,7 @@ class Trigger:
     def apply(self, x):
         """Stamps the trigger on images `x` `(N, H, W, C)` in [0, 1]; returns float32."""
         x = np.asarray(x, np.float32)
-        if self.kind == "local":
+        if self.mask is not None:
             return ((1.0 - self.mask) * x + self.mask * self.pattern).astype(np.float32)
         if self.kind == "warp":
             return ops.convert_to_numpy(warp(ops.convert_to_tensor(x), self.pattern[None]))
@@ -284,7 +287,7 @@ class KeepSmallestEffective(keras.callbacks.Callback):
         for kind in KINDS:
             for i, new in enumerate(current[kind]):
                 old = self.best[kind][i]
-                if _better(new, old):
+                if better(new, old):
                     self.best[kind][i] = new
 
     def on_train_end(self, logs=None):
@@ -293,7 +296,7 @@ class KeepSmallestEffective(keras.callbacks.Callback):
                 trigger.flip_rate = None
 
 
-def _better(new, old):
+def better(new, old):
     """Whether trigger `new` is preferred to `old` (both with flip rates measured)."""
     new_ok, old_ok = new.flip_rate >= FLIP_GOAL, old.flip_rate >= FLIP_GOAL
     if new_ok != old_ok:
