@@ -228,17 +228,12 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                                              classes=candidates, verbose=verbose)
         for kind in inversion.KINDS:
             inversion.flip_rates(model, inverted[kind], images[half:], labels[half:])
-            full = np.zeros(num_classes)
-            for trig in inverted[kind]:
-                full[trig.target] = trigger_statistic(trig.size)
-            stats[f"{kind}_trigger"] = full
+            stats[f"{kind}_trigger"] = _per_class_statistic(inverted[kind], num_classes)
         triggers = inverted
         blends = [max_margin.blend_trigger(model, margin_images[c], c, images[half:],
                                            labels[half:]) for c in candidates]
-        full = np.zeros(num_classes)
-        for trig in blends:
-            full[trig.target] = trigger_statistic(trig.size)
-        blend_p, _ = anomaly.p_values(full, ALPHA, min_ratio=MIN_RATIO)
+        blend_p, _ = anomaly.p_values(_per_class_statistic(blends, num_classes), ALPHA,
+                                      min_ratio=MIN_RATIO)
         seconds["inversion"] = time.time() - t
 
     p = {}
@@ -258,8 +253,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                 if trig.target == c:
                     row[f"{kind}_trigger_size"] = trig.size
                     row[f"{kind}_trigger_flip_rate"] = trig.flip_rate
-                    if kind == "blend":
-                        row["blend_trigger_p"] = float(blend_p[c])
+        if "blend_trigger_size" in row:
+            row["blend_trigger_p"] = float(blend_p[c])
         row["p"] = float(combined[c])
         per_class.append(row)
     seconds["total"] = time.time() - start
@@ -274,6 +269,14 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                   "signals": list(stats)},
         margin_images=margin_images,
     )
+
+
+def _per_class_statistic(triggers, num_classes):
+    """`(num_classes,)`: `trigger_statistic` of each class's trigger, 0 for classes without."""
+    values = np.zeros(num_classes)
+    for trig in triggers:
+        values[trig.target] = trigger_statistic(trig.size)
+    return values
 
 
 def check_model(model):

@@ -147,15 +147,13 @@ def blend_trigger(model, margin_image, target, images, labels=None):
         one that sends most.
     """
     images = np.asarray(images, np.float32)
-    labels = training.predict_labels(model, images) if labels is None else np.asarray(labels)
-    others = images[labels != target]
+    labels = training.predict_labels(model, images) if labels is None else labels
     best = None
     for weight in BLEND_WEIGHTS:
         mask = np.full((*images.shape[1:3], 1), weight, np.float32)
         trigger = inversion.Trigger("blend", int(target), np.asarray(margin_image, np.float32),
                                     mask, float(weight))
-        trigger.flip_rate = (float(np.mean(training.predict_labels(model, trigger.apply(others))
-                                           == target)) if len(others) else float("nan"))
+        inversion.flip_rates(model, [trigger], images, labels)
         if best is None or inversion.better(trigger, best):
             best = trigger
         if trigger.flip_rate >= inversion.FLIP_GOAL:
