@@ -27,7 +27,10 @@
      image is also unlearned, blended into the synthetic images at the smallest weight that
      sends them to the target (`blend_triggers`): it carries the backdoor's features
      whatever the trigger's shape (Blended: ASR 5.56%, revision 16 of
-     `benchmarks/recipe_zoo.py`);
+     `benchmarks/recipe_zoo.py`). Colour quantisation (BppAttack's trigger) is neither a
+     patch, a perturbation, a warp nor a blend, so for every target the mildest quantisation
+     that sends the synthetic images to it is unlearned too when it sends at least half of
+     them (`quantisation_triggers`; revision 18);
   4. when the scan flagged a class, **distillation with unlearning** (`kcc.unlearning`): every
      weight of the compressed model learns the suspect's answers on augmented synthetic images,
      and the same answers on those images stamped with the suspected targets' inverted
@@ -36,7 +39,14 @@
      near the run's lowest (`kcc.unlearning.SyntheticValidation`). Distilling from the
      suspect brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside trigger
      rate rose from 0.21 after epoch 1 to 0.71 by epoch 5; Trojan: test ASR 4.6% after epoch
-     1, 12-40% after epochs 2-20), and the choice of epoch is what stops it. A 5-epoch run
+     1, 12-40% after epochs 2-20), and the choice of epoch is what stops it. Since revision
+     20 the suspect's answers are also distilled with the suspected targets' logits lowered
+     on images of other classes (`kcc.unlearning.suppress_targets`): on
+     `adaptive_blended_all2one`, whose unlearned triggers are not its trigger, test ASR rose
+     from 6% after epoch 2 to 27% after epoch 20 while the held-aside rates stayed flat, and
+     the student's own maximum margin for the target rose with it (29 -> 48, the others'
+     median 29-31; `benchmarks/results/probes/epoch_trace.json`): the backdoor came back
+     through what the teacher says about the target on other images. A 5-epoch run
      kept the same first epoch on WaNet (ASR 13.3% against 13.7% for 20 epochs) and left
      BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20 epochs (revisions 7 and 8 in
      `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
@@ -73,6 +83,9 @@ from kcc import unlearning
 RECIPES = ("kcc", "paper")
 #: Share of the synthetic images held aside for choosing the epoch (never trained on).
 VALIDATION_SHARE = 0.125
+#: A suspected target's colour quantisation is unlearned when it sends at least this share of
+#: the synthetic images to the target (`quantisation_triggers`).
+QUANTISATION_GATE = 0.5
 
 
 def purify(model, cr=3.0, recipe="kcc", evaluation=None, seed=0, verbose=True, **settings):
@@ -172,6 +185,7 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
     suspected = suspected_triggers(found)
     triggers = reinverted(model, suspected, images, found.settings, seed, verbose)
     triggers += blend_triggers(model, found, images, verbose)
+    triggers += quantisation_triggers(model, found, images, verbose)
     stages["scan"] = time.time() - start
 
     start = time.time()
@@ -311,6 +325,37 @@ def blend_triggers(model, report, images, verbose=True):
             print(f"  class {trigger.target}'s max-margin image, blended at "
                   f"{trigger.size:g}, sends {100 * trigger.flip_rate:.0f}% of the synthetic "
                   "images to it")
+    return found
+
+
+def quantisation_triggers(model, report, images, verbose=True):
+    """For every suspected target, the mildest colour quantisation that sends the recipe's
+    synthetic images `(N, H, W, C)` to it (`kcc.scan.quantisation.quantisation_trigger`), kept
+    when it sends at least `QUANTISATION_GATE` of them. On `bpp_all2one` the scan flagged class
+    0 by a patch, and unlearning the patch left ASR at 20.00% (revision 17 of
+    `benchmarks/recipe_zoo.py`): BppAttack's trigger is quantisation, which no inverted kind
+    expresses, and six levels sent 85% of its synthetic images to class 0. The gate lies
+    between that and a clean model's largest share at six or more levels, 4.3%
+    (`benchmarks/results/probes/quantise.json`), so a target flagged for another trigger is
+    not quantised in vain. Unlearning every variant over the gate instead (five on
+    `bpp_all2one`, revision 19) did worse: 68.90% / 17.67% against 72.90% / 13.44%.
+
+    Returns:
+        a list of `kcc.scan.Trigger` of kind `"quantise"` (empty when there is none).
+    """
+    if not report.backdoored:
+        return []
+    labels = training.predict_labels(model, images)
+    found = []
+    for target in report.target_classes:
+        trigger = scan_lib.quantisation.quantisation_trigger(model, target, images, labels)
+        kept = trigger.flip_rate >= QUANTISATION_GATE
+        if verbose:
+            print(f"  quantising to {1 / trigger.size + 1:.0f} levels sends "
+                  f"{100 * trigger.flip_rate:.0f}% of the synthetic images to class {target}"
+                  + ("" if kept else f" (under {100 * QUANTISATION_GATE:.0f}%: not unlearned)"))
+        if kept:
+            found.append(trigger)
     return found
 
 

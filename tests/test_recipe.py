@@ -153,6 +153,35 @@ def test_blend_triggers_only_for_targets_whose_blend_stood_out():
     assert recipe.blend_triggers(model, report, images, verbose=False) == []
 
 
+def test_quantisation_triggers_only_where_quantising_sends_the_images_to_the_target():
+    inputs = keras.Input((4, 4, 1))  # class 1 once an image's mean falls under 0.42
+    model = keras.Model(inputs, keras.layers.Dense(
+        3, kernel_initializer=keras.initializers.Constant([[1.0, -1.0, 0.0]]),
+        bias_initializer=keras.initializers.Constant([-0.42, 0.42, -1.0]))(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    per_class = [{"class": c, "max_margin_p": 0.001} for c in range(3)]
+    report = scan.ScanReport(True, [2, 1], 0.001, 0.05, per_class, {}, [], {}, {})
+    images = np.full((16, 4, 4, 1), 0.45, "float32")
+    found = recipe.quantisation_triggers(model, report, images, verbose=False)
+    assert [(t.kind, t.target, t.flip_rate) for t in found] == [("quantise", 1, 1.0)]
+    images[:10] = 0.7  # now six levels send only 6 of 16 images to class 1: under the gate
+    assert recipe.quantisation_triggers(model, report, images, verbose=False) == []
+    report.backdoored = False
+    assert recipe.quantisation_triggers(model, report, images, verbose=False) == []
+
+
+def test_suppress_targets_lowers_a_target_only_where_another_class_wins():
+    from kcc import unlearning
+
+    logits = np.array([[3.0, 5.0, 2.0], [4.0, 1.0, 0.5], [2.0, 3.0, 6.0]], "float32")
+    one = keras.ops.convert_to_numpy(unlearning.suppress_targets(logits, [1.0, 0.0, 0.0]))
+    np.testing.assert_array_equal(one, [[2.0, 5.0, 2.0], [4.0, 1.0, 0.5], [2.0, 3.0, 6.0]])
+    two = keras.ops.convert_to_numpy(unlearning.suppress_targets(logits, [1.0, 1.0, 0.0]))
+    np.testing.assert_array_equal(two, [[3.0, 5.0, 2.0], [4.0, 1.0, 0.5], [2.0, 2.0, 6.0]])
+    none = keras.ops.convert_to_numpy(unlearning.suppress_targets(logits, [0.0, 0.0, 0.0]))
+    np.testing.assert_array_equal(none, logits)
+
+
 def test_reestimate_batchnorm_matches_the_images_statistics():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 2))

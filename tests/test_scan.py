@@ -17,6 +17,7 @@ from kcc import scan as scan_lib
 from kcc.scan import anomaly
 from kcc.scan import inversion
 from kcc.scan import max_margin
+from kcc.scan import quantisation
 from tests import backends
 from tests.planted import CLASSES, PATCH, PATCH_COLS, PATCH_ROWS, TARGET, stamp, task, train
 
@@ -77,6 +78,9 @@ def test_per_class_rows_and_trigger_files(reports, tmp_path):
         assert row["local_trigger_size"] > 0 and 0.0 <= row["local_trigger_flip_rate"] <= 1.0
         assert row["blend_trigger_size"] in max_margin.BLEND_WEIGHTS
         assert 0.0 <= row["blend_trigger_p"] <= 1.0
+        assert any(row["quantise_trigger_size"] == pytest.approx(1 / (n - 1))
+                   for n in quantisation.LEVELS)
+        assert 0.0 <= row["quantise_trigger_flip_rate"] <= 1.0
     paths = scan_lib.save_triggers(report, str(tmp_path))
     assert len(paths) == 1 + len(report.target_classes) + len(inversion.KINDS) * CLASSES
     assert all(os.path.isfile(p) for p in paths)
@@ -128,6 +132,42 @@ def test_blend_trigger_takes_the_smallest_weight_that_flips():
     assert never.flip_rate == 0.0 and never.size == max_margin.BLEND_WEIGHTS[0]
 
 
+def _dimness_model():
+    """Class 1 once an image's mean falls under 0.42, else class 0."""
+    inputs = keras.Input((4, 4, 1))
+    brightness = keras.layers.GlobalAveragePooling2D()(inputs)
+    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[1.0, -1.0]]),
+                                bias_initializer=keras.initializers.Constant([-0.42, 0.42]))(
+        brightness)
+    return keras.Model(inputs, logits)
+
+
+def test_quantisation_trigger_takes_the_mildest_step_that_flips():
+    grey = np.full((20, 4, 4, 1), 0.45, "float32")
+    # 0.45 rounds to 0.4 at six plain levels (step 0.2) and to 0.43-0.5 at every milder level;
+    # dithered at six levels a quarter of the pixels round up, so the mean stays 0.45.
+    found = quantisation.quantisation_trigger(_dimness_model(), 1, grey)
+    assert found.kind == "quantise" and found.flip_rate == 1.0
+    assert found.size == pytest.approx(0.2) and not found.pattern.any()
+    np.testing.assert_allclose(found.apply(grey), 0.4, atol=1e-6)
+    dithered = quantisation.quantise(grey, 0.2, quantisation.dither_offsets(4, 4))
+    assert float(np.mean(keras.ops.convert_to_numpy(dithered))) == pytest.approx(0.45)
+    bright = np.full((20, 4, 4, 1), 0.7, "float32")
+    never = quantisation.quantisation_trigger(_dimness_model(), 1, bright)
+    assert never.flip_rate == 0.0 and never.size == pytest.approx(1 / 15)
+
+
+def test_quantise_keeps_pixels_on_the_grid_and_in_range():
+    x = np.random.default_rng(3).random((2, 5, 6, 3)).astype("float32")
+    offsets = quantisation.dither_offsets(5, 6)
+    assert offsets.shape == (5, 6, 1) and np.abs(offsets).max() < 0.5
+    assert len(np.unique(offsets)) == 16  # every Bayer threshold is used on a 5x6 image
+    for dither in (0.0, offsets):
+        q = keras.ops.convert_to_numpy(quantisation.quantise(x, 0.25, dither))
+        np.testing.assert_allclose(q * 4, np.round(q * 4), atol=1e-5)
+        assert q.min() >= 0.0 and q.max() <= 1.0 and np.abs(q - x).max() <= 0.25 + 1e-6
+
+
 def test_max_margin_rejects_empty_budgets(models):
     with pytest.raises(ValueError, match="images_per_class >= 1"):
         max_margin.max_margin(models["clean"], images_per_class=0, steps=1)
@@ -172,7 +212,10 @@ def test_unlearning_stamps_every_kind_as_the_trigger_does():
                 inversion.Trigger("global", 1, rng.normal(0, 0.2, (8, 8, 3)).astype("float32")),
                 inversion.Trigger("warp", 1, rng.normal(0, 1.5, (8, 8, 2)).astype("float32")),
                 inversion.Trigger("blend", 1, rng.random((8, 8, 3)).astype("float32"),
-                                  np.full((8, 8, 1), 0.2, "float32"), 0.2)]
+                                  np.full((8, 8, 1), 0.2, "float32"), 0.2),
+                inversion.Trigger("quantise", 1, np.zeros((8, 8, 1), "float32"), None, 0.2),
+                inversion.Trigger("quantise", 1, quantisation.dither_offsets(8, 8), None,
+                                  1 / 7)]
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
     for trigger in triggers:

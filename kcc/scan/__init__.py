@@ -14,7 +14,11 @@ Beside the verdict, not part of it: each inverted class's max-margin image blend
 held-aside synthetic images (`max_margin.blend_trigger`), the smallest weight that sends them to
 the class (`blend_trigger_size`) and that weight's p-value (`blend_trigger_p`, the same test
 on its inverse). `kcc.recipe` unlearns the blended image of a target whose p-value is below
-`ALPHA`. It does not vote: `ALPHA` and the budgets were chosen on the zoo with the four signals.
+`ALPHA`. Also beside it: per inverted class, the mildest colour quantisation that sends the
+held-aside images to the class and the share it sends (`quantise_trigger_size`, the step, and
+`quantise_trigger_flip_rate`; `kcc.scan.quantisation`), a trigger family that the inversions
+cannot express (BppAttack). Neither votes: `ALPHA` and the budgets were chosen on the zoo with
+the four signals.
 
 Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the inverse
 of a trigger's size, `trigger_statistic`), and `kcc.scan.anomaly.p_values` tests it as MM-BD
@@ -44,6 +48,7 @@ from kcc import training
 from kcc.scan import anomaly
 from kcc.scan import inversion
 from kcc.scan import max_margin
+from kcc.scan import quantisation
 from kcc.scan.inversion import Trigger
 
 #: Level of the combined test: a class whose combined p-value is below it is a suspected target.
@@ -181,7 +186,7 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
     """
     num_classes = check_model(model)
     say = print if verbose else (lambda *a, **k: None)
-    notes, seconds, stats, blends = [], {}, {}, []
+    notes, seconds, stats, blends, quantised = [], {}, {}, [], []
     start = time.time()
     per_class_images = max(1, min(margin_images, MARGIN_BATCH // num_classes))
     if per_class_images < margin_images:
@@ -234,6 +239,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                                            labels[half:]) for c in candidates]
         blend_p, _ = anomaly.p_values(_per_class_statistic(blends, num_classes), ALPHA,
                                       min_ratio=MIN_RATIO)
+        quantised = [quantisation.quantisation_trigger(model, c, images[half:], labels[half:])
+                     for c in candidates]
         seconds["inversion"] = time.time() - t
 
     p = {}
@@ -248,7 +255,7 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         for name in stats:
             row[name] = float(stats[name][c])
             row[f"{name}_p"] = float(p[name][c])
-        for kind, found in (*triggers.items(), ("blend", blends)):
+        for kind, found in (*triggers.items(), ("blend", blends), ("quantise", quantised)):
             for trig in found:
                 if trig.target == c:
                     row[f"{kind}_trigger_size"] = trig.size

@@ -96,16 +96,19 @@ class Trigger:
     """An inverted trigger for one target class.
 
     Attributes:
-        kind: `"local"` (mask and pattern), `"global"` (additive perturbation), `"warp"`, or
+        kind: `"local"` (mask and pattern), `"global"` (additive perturbation), `"warp"`,
             `"blend"` (an image blended in at one weight everywhere,
-            `kcc.scan.max_margin.blend_trigger`).
+            `kcc.scan.max_margin.blend_trigger`) or `"quantise"` (colour quantisation,
+            `kcc.scan.quantisation`).
         target: the class the trigger sends images to.
         pattern: the pattern `(H, W, C)` in [0, 1] (local, blend), the perturbation
-            `(H, W, C)` (global) or the flow `(H, W, 2)` in pixels (warp, see `warp`).
+            `(H, W, C)` (global), the flow `(H, W, 2)` in pixels (warp, see `warp`) or the
+            dither offsets `(H, W, 1)` in steps (quantise).
         mask: `(H, W, 1)` in [0, 1] for a local or blend trigger (stamped as
             `(1 - mask) * x + mask * pattern`), None otherwise.
         size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global), mean
-            displacement in pixels (warp), the blend weight (blend).
+            displacement in pixels (warp), the blend weight (blend), the rounding step in
+            [0, 1] pixel units (quantise).
         flip_rate: fraction of held-aside images (not of the target class) it sends to the
             target, or None before it is measured.
     """
@@ -124,6 +127,10 @@ class Trigger:
             return ((1.0 - self.mask) * x + self.mask * self.pattern).astype(np.float32)
         if self.kind == "warp":
             return ops.convert_to_numpy(warp(ops.convert_to_tensor(x), self.pattern[None]))
+        if self.kind == "quantise":
+            from kcc.scan import quantisation  # it builds on this module
+
+            return ops.convert_to_numpy(quantisation.quantise(x, self.size, self.pattern))
         return np.clip(x + self.pattern, 0.0, 1.0).astype(np.float32)
 
 

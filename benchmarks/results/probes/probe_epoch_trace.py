@@ -10,7 +10,11 @@ measured it), records its row and also:
   (`held_out_trigger_rate`), and the probe copies it;
 * at epochs `INVERT_AT`, `fresh`: triggers of the unlearned kinds inverted anew for the target
   class on the *student* (held-aside images, the scan's inversion budget): their size against
-  the suspect's re-inverted size says whether the student still has the short cut.
+  the suspect's re-inverted size says whether the student still has the short cut;
+* with `MARGINS=1` in the environment (added at revision 18), `margins`: the *student's*
+  maximum margin per class (`kcc.scan.max_margin`, the scan's CPU budget) and its p-values
+  (`kcc.scan.anomaly`): does the target's margin, a statistic of no trigger shape, follow ASR?
+  `INVERT_AT=` (empty) in the environment skips `fresh`.
 
 Usage (from the repository root):
 
@@ -26,7 +30,9 @@ import probe_setup
 import zoo
 from kcc import metrics, recipe, scan, training, unlearning
 
-INVERT_AT = (0, 1, 2, 5, 10, 15, 20)
+INVERT_AT = tuple(int(e) for e in os.environ.get("INVERT_AT", "0,1,2,5,10,15,20").split(",")
+                  if e)
+MARGINS = os.environ.get("MARGINS") == "1"
 name = sys.argv[1]
 cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
 entry = zoo.load_entry(name, 100)
@@ -61,6 +67,13 @@ class Traced(unlearning.SyntheticValidation):
                        if k != "n_triggered"}
         row["scan_trigger_rate"] = row["held_out_trigger_rate"]
         unlearned = self.triggers
+        if MARGINS:
+            budget = scan.BUDGETS["cpu"]
+            margins, _ = scan.max_margin.max_margin(self.student, budget["margin_images"],
+                                                     budget["margin_steps"], verbose=False)
+            p, _ = scan.anomaly.p_values(margins, scan.ALPHA, min_ratio=scan.MIN_RATIO)
+            row["margins"] = [round(float(m), 3) for m in margins]
+            row["margin_p"] = [float(v) for v in p]
         if epoch + 1 in INVERT_AT:
             kinds = {t.kind for t in unlearned}
             labels = training.predict_labels(self.student, self.images)
@@ -86,5 +99,5 @@ def triggers(key):
 
 
 probe_setup.run_recipe(name, cr, "benchmarks/results/probes/epoch_trace.json",
-                       "14 (diagnostic trace)", entry, unlearned=triggers("unlearned"),
+                       "18 (diagnostic trace)", entry, unlearned=triggers("unlearned"),
                        scan_triggers=triggers("scan_triggers"), trace=lambda: stash.get("trace"))
