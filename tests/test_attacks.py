@@ -352,13 +352,13 @@ SMOKE = textwrap.dedent("""
     small = {"generator_channels": 2, "generator_steps": STEPS}
     ia = attacks.InputAware(mask_epochs=1, generator_weights=path, **small)
     model = classifier()
-    history = ia.train(model, x, y, 1, batch_size=64, verbose=0,
-                       checkpoint=os.path.join(folder, "ck"))
+    history = ia.train(model, x, y, 1, batch_size=64, verbose=0,  # into a folder not made yet
+                       checkpoint=os.path.join(folder, "work", "ck"))
     out["loss"] = history.history["loss"][0]
     triggered = ia.apply(x[:8])
     config = {**ia.get_config(), "generator_weights": "g.weights.h5"}
     reloaded = attacks.from_config(config, folder=folder).apply(x[:8])
-    out["files"] = sorted(os.listdir(folder))
+    out["files"] = sorted(os.listdir(folder) + os.listdir(os.path.join(folder, "work")))
     out["reload_error"] = float(np.abs(triggered - reloaded).max())
     out["changed"] = float(np.abs(triggered - x[:8]).mean())
     out["asr"] = metrics.evaluate(model, x[:32], y[:32], ia)["asr"]

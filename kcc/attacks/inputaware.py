@@ -461,6 +461,7 @@ class InputAware(base.Attack):
             self.train_mask(x, batch_size, seed, verbose)
             if mask_file:
                 tmp = f"{checkpoint}.mask.tmp.weights.h5"
+                os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
                 self.mask_generator.save_weights(tmp)
                 os.replace(tmp, mask_file)
         mask_seconds = time.time() - start

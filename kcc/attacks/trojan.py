@@ -215,6 +215,7 @@ class Trojan(base.Attack):
                 self.optimize_trigger(model, x, seed)
             if trigger_file:
                 tmp = f"{checkpoint}.trigger.tmp.npz"
+                os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
                 np.savez(
                     tmp, pattern=self.pattern, neurons=np.asarray(self.neurons or [], np.int32)
                 )
