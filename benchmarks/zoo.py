@@ -26,10 +26,26 @@ def output(name):
     return os.path.join(RESULTS_DIR.value, name)
 
 
+def _cpu():
+    """The CPU's model name and widest vector extension (float results of the same run differ
+    between AVX2 and AVX-512 machines), from `/proc/cpuinfo` where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                        if ":" in line)
+    except OSError:
+        return platform.processor() or "CPU"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    flags_ = set(info.get("flags", "").split())
+    vector = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                   if flag in flags_), "no AVX2")
+    return f"{info.get('model name', 'CPU')} model {info.get('model', '?')}, {vector}"
+
+
 def machine():
-    """What a result was measured on: the accelerator if the backend uses one (else "CPU"),
-    architecture, cores available of all, Keras backend."""
-    device = "CPU"
+    """What a result was measured on: the accelerator if the backend uses one (else the CPU's
+    model and vector extension, `_cpu`), architecture, cores available of all, Keras backend."""
+    device = _cpu()
     if keras.backend.backend() == "jax":
         import jax
 

@@ -183,9 +183,11 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
     found = scan_lib.scan(model, seed=seed, verbose=verbose, **(scan_settings or {}))
     say(f"  {found.verdict()}")
     suspected = suspected_triggers(found)
-    triggers = reinverted(model, suspected, images, found.settings, seed, verbose)
-    triggers += blend_triggers(model, found, images, verbose)
-    triggers += quantisation_triggers(model, found, images, verbose)
+    # The suspect's classes of the synthetic images, predicted once for the three below.
+    labels = training.predict_labels(model, images) if found.backdoored else None
+    triggers = reinverted(model, suspected, images, found.settings, seed, verbose, labels)
+    triggers += blend_triggers(model, found, images, verbose, labels)
+    triggers += quantisation_triggers(model, found, images, verbose, labels)
     stages["scan"] = time.time() - start
 
     start = time.time()
@@ -271,7 +273,7 @@ def _copy(model):
     return probe
 
 
-def reinverted(model, triggers, images, settings, seed=0, verbose=True):
+def reinverted(model, triggers, images, settings, seed=0, verbose=True, labels=None):
     """`triggers` inverted again, for their targets and kinds only, on the recipe's synthetic
     images `(N, H, W, C)` instead of the scan's own (32 at the CPU budget, made as its
     thresholds were chosen on), with the scan's inversion budget (`settings`: a
@@ -283,6 +285,9 @@ def reinverted(model, triggers, images, settings, seed=0, verbose=True):
     patch had flagged (ASR 55.22% against 41.44% with the patch alone), and cost Trojan 1.8
     points of ACC.
 
+    `labels` are the suspect's classes of `images` `(N,)` (None: predicted here); the same holds
+    for `blend_triggers` and `quantisation_triggers`.
+
     Returns:
         a list of `kcc.scan.Trigger`, one per trigger given, in the same order.
     """
@@ -291,14 +296,14 @@ def reinverted(model, triggers, images, settings, seed=0, verbose=True):
     if verbose:
         print(f"  inverting the suspected targets' triggers again on {len(images)} synthetic "
               "images")
-    labels = training.predict_labels(model, images)
+    labels = _labels(model, images, labels)
     fresh = scan_lib.inversion.invert_triggers(
         model, images, labels, settings["inversion_steps"], settings["inversion_batch_size"],
         classes=sorted({t.target for t in triggers}), seed=seed, verbose=verbose)
     return [f for t in triggers for f in fresh[t.kind] if f.target == t.target]
 
 
-def blend_triggers(model, report, images, verbose=True):
+def blend_triggers(model, report, images, verbose=True, labels=None):
     """For every suspected target whose max-margin image, blended in, sends the scan's images
     to it at an anomalously small weight (`blend_trigger_p` below the scan's level), that image
     as a blend trigger (`kcc.scan.max_margin.blend_trigger`), its weight chosen again on the
@@ -317,7 +322,7 @@ def blend_triggers(model, report, images, verbose=True):
         return []
     targets = [t for t in report.target_classes
                if report.per_class[t].get("blend_trigger_p", 1.0) < report.alpha]
-    labels = training.predict_labels(model, images) if targets else None
+    labels = _labels(model, images, labels) if targets else None
     found = [scan_lib.max_margin.blend_trigger(model, report.margin_images[t], t, images,
                                                labels) for t in targets]
     if verbose:
@@ -328,7 +333,7 @@ def blend_triggers(model, report, images, verbose=True):
     return found
 
 
-def quantisation_triggers(model, report, images, verbose=True):
+def quantisation_triggers(model, report, images, verbose=True, labels=None):
     """For every suspected target, the mildest colour quantisation that sends the recipe's
     synthetic images `(N, H, W, C)` to it (`kcc.scan.quantisation.quantisation_trigger`), kept
     when it sends at least `QUANTISATION_GATE` of them. On `bpp_all2one` the scan flagged class
@@ -345,7 +350,7 @@ def quantisation_triggers(model, report, images, verbose=True):
     """
     if not report.backdoored:
         return []
-    labels = training.predict_labels(model, images)
+    labels = _labels(model, images, labels)
     found = []
     for target in report.target_classes:
         trigger = scan_lib.quantisation.quantisation_trigger(model, target, images, labels)
@@ -357,6 +362,10 @@ def quantisation_triggers(model, report, images, verbose=True):
         if kept:
             found.append(trigger)
     return found
+
+
+def _labels(model, images, labels):
+    return training.predict_labels(model, images) if labels is None else labels
 
 
 def suspected_triggers(report):

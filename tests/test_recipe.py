@@ -1,6 +1,8 @@
 """The purification recipes: kcc's lowers the ASR of a planted backdoor; the paper's is still
 selectable and unchanged; the evaluation set never changes a weight; both backends run both."""
 
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -168,6 +170,46 @@ def test_quantisation_triggers_only_where_quantising_sends_the_images_to_the_tar
     assert recipe.quantisation_triggers(model, report, images, verbose=False) == []
     report.backdoored = False
     assert recipe.quantisation_triggers(model, report, images, verbose=False) == []
+
+
+def test_trigger_helpers_take_the_labels_predicted_once(monkeypatch):
+    """`purify_kcc` predicts the suspect's classes of its synthetic images once and passes them
+    to `reinverted`, `blend_triggers` and `quantisation_triggers`, which then predict nothing."""
+    inputs = keras.Input((4, 4, 1))
+    model = keras.Model(inputs, keras.layers.Dense(
+        3, kernel_initializer=keras.initializers.Constant([[1.0, -1.0, 0.0]]),
+        bias_initializer=keras.initializers.Constant([-0.42, 0.42, -1.0]))(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    per_class = [{"class": c, "max_margin_p": 0.001, "blend_trigger_p": 1.0} for c in range(3)]
+    per_class[1]["blend_trigger_p"] = 0.001
+    margin_images = np.zeros((3, 4, 4, 1), "float32")
+    report = scan.ScanReport(True, [1], 0.001, 0.05, per_class, {}, [], {}, {},
+                             margin_images=margin_images)
+    images = np.full((16, 4, 4, 1), 0.45, "float32")
+    labels = np.argmax(model.predict(images, verbose=0), -1)
+    expected = [(t.kind, t.target, t.size) for t in
+                recipe.blend_triggers(model, report, images, verbose=False)
+                + recipe.quantisation_triggers(model, report, images, verbose=False)]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("labels were given: nothing to predict")
+
+    monkeypatch.setattr(recipe.training, "predict_labels", refuse)
+    found = (recipe.blend_triggers(model, report, images, verbose=False, labels=labels)
+             + recipe.quantisation_triggers(model, report, images, verbose=False, labels=labels))
+    assert [(t.kind, t.target, t.size) for t in found] == expected
+    assert [t[0] for t in expected] == ["blend", "quantise"]
+    fresh = types.SimpleNamespace(kind="local", target=1)
+
+    def invert(model_, images_, labels_, *args, **kwargs):
+        assert labels_ is labels
+        return {"local": [fresh]}
+
+    monkeypatch.setattr(recipe.scan_lib.inversion, "invert_triggers", invert)
+    settings = {"inversion_steps": 1, "inversion_batch_size": 4}
+    scan_trigger = types.SimpleNamespace(kind="local", target=1)
+    assert recipe.reinverted(model, [scan_trigger], images, settings, verbose=False,
+                             labels=labels) == [fresh]
 
 
 def test_suppress_targets_lowers_a_target_only_where_another_class_wins():

@@ -41,9 +41,9 @@ stash = {}
 plain_reinverted = recipe.reinverted
 
 
-def reinverted(model_, triggers, images, settings, seed=0, verbose=True):
+def reinverted(model_, triggers, images, settings, seed=0, verbose=True, labels=None):
     stash["scan_triggers"], stash["settings"] = list(triggers), settings
-    fresh = plain_reinverted(model_, triggers, images, settings, seed, verbose)
+    fresh = plain_reinverted(model_, triggers, images, settings, seed, verbose, labels)
     stash["unlearned"] = fresh
     return fresh
 
