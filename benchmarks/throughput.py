@@ -160,7 +160,8 @@ def write_table(runs):
             f"`{r['command']}`", "",
             f"Model: {r['model']} compressed at cr {r['cr']:g} ({r['params']:,} parameters; the "
             f"kcc stages' teacher and synthesis use the uncompressed suspect); {r['machine']}.",
-            "", "| stage | image-passes / s | ratio to training | all runs |",
+            "", *([r["note"], ""] if "note" in r else []),
+            "| stage | image-passes / s | ratio to training | all runs |",
             "|---|---|---|---|"]
         for k in STAGES:
             if k in r["image_passes_per_second"]:

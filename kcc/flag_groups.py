@@ -131,3 +131,20 @@ def scan_budget():
     holders["seed"] = flags.DEFINE_integer(
         "seed", 0, "Seed of every random start: same flags, same scan.")
     return holders
+
+
+def distribution(work):
+    """`--distribution`: where `work` runs (`kcc.parallel.get`), one device by default.
+
+    Args:
+        work: what is split, in words (e.g. "synthesis, the scan and distillation").
+
+    Returns:
+        the flag holder.
+    """
+    return flags.DEFINE_enum(
+        "distribution", "off", ["off", "data_parallel", "auto"],
+        f"JAX backend only (kcc.parallel). 'data_parallel': {work} split every batch over all "
+        "local devices (the device count must divide the batch sizes); 'auto': so when more "
+        "than one accelerator is present; 'off': one device. The result equals the one-device "
+        "run up to float rounding.")

@@ -136,12 +136,8 @@ _ADVERSARIAL_CAP = flags.DEFINE_float(
     "limit by moving away from the suspect. Default: none, the paper's unbounded form.")
 _SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of synthesis and distillation: the same flags and seed give the same model.")
-_DISTRIBUTION = flags.DEFINE_enum(
-    "distribution", "off", ["off", "data_parallel", "auto"],
-    "kcc recipe, JAX backend only (kcc.parallel). 'data_parallel': synthesis and distillation "
-    "split every batch over all local devices (the device count must divide the batch sizes); "
-    "'auto': so when more than one accelerator is present; 'off': one device. The result "
-    "equals the one-device run up to float rounding.")
+_DISTRIBUTION = flag_groups.distribution(
+    "synthesis, the scan and distillation (kcc recipe only)")
 
 # ----------------------------------------------------------------------------- evaluation, output
 _EVAL_DATA, _ATTACK, _MODE, _TARGET = flag_groups.evaluation()

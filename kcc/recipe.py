@@ -132,8 +132,8 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
         epochs, batch_size, learning_rate, temperature, unlearning_weight, augment: see
             `kcc.unlearning.distill`.
         scan_settings: keyword arguments of `kcc.scan.scan` (its budget); None: its defaults.
-        distribution: where synthesis and distillation run (`kcc.parallel.get`: None or
-            `"off"`, `"data_parallel"`, `"auto"`); the scan runs on one device.
+        distribution: where synthesis, the scan, the re-inversion and distillation run
+            (`kcc.parallel.get`: None or `"off"`, `"data_parallel"`, `"auto"`).
         evaluation: optional `(x, y, attack)`; only measured on.
         seed: seeds the scan, synthesis and distillation.
         verbose: progress and stage lines.
@@ -180,12 +180,14 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
 
     start = time.time()
     say("[3/4] scanning the suspect for a backdoor (kcc.scan, on its own synthetic images)")
-    found = scan_lib.scan(model, seed=seed, verbose=verbose, **(scan_settings or {}))
+    found = scan_lib.scan(model, seed=seed, verbose=verbose, distribution=distribution,
+                          **(scan_settings or {}))
     say(f"  {found.verdict()}")
     suspected = suspected_triggers(found)
     # The suspect's classes of the synthetic images, predicted once for the three below.
     labels = training.predict_labels(model, images) if found.backdoored else None
-    triggers = reinverted(model, suspected, images, found.settings, seed, verbose, labels)
+    triggers = reinverted(model, suspected, images, found.settings, seed, verbose, labels,
+                          distribution)
     triggers += blend_triggers(model, found, images, verbose, labels)
     triggers += quantisation_triggers(model, found, images, verbose, labels)
     stages["scan"] = time.time() - start
@@ -273,7 +275,8 @@ def _copy(model):
     return probe
 
 
-def reinverted(model, triggers, images, settings, seed=0, verbose=True, labels=None):
+def reinverted(model, triggers, images, settings, seed=0, verbose=True, labels=None,
+               distribution=None):
     """`triggers` inverted again, for their targets and kinds only, on the recipe's synthetic
     images `(N, H, W, C)` instead of the scan's own (32 at the CPU budget, made as its
     thresholds were chosen on), with the scan's inversion budget (`settings`: a
@@ -299,7 +302,8 @@ def reinverted(model, triggers, images, settings, seed=0, verbose=True, labels=N
     labels = _labels(model, images, labels)
     fresh = scan_lib.inversion.invert_triggers(
         model, images, labels, settings["inversion_steps"], settings["inversion_batch_size"],
-        classes=sorted({t.target for t in triggers}), seed=seed, verbose=verbose)
+        classes=sorted({t.target for t in triggers}), seed=seed, verbose=verbose,
+        distribution=distribution)
     return [f for t in triggers for f in fresh[t.kind] if f.target == t.target]
 
 
@@ -335,7 +339,7 @@ def blend_triggers(model, report, images, verbose=True, labels=None):
 
 def quantisation_triggers(model, report, images, verbose=True, labels=None):
     """For every suspected target, the mildest colour quantisation that sends the recipe's
-    synthetic images `(N, H, W, C)` to it (`kcc.scan.quantisation.quantisation_trigger`), kept
+    synthetic images `(N, H, W, C)` to it (`kcc.scan.quantisation.quantisation_triggers`), kept
     when it sends at least `QUANTISATION_GATE` of them. On `bpp_all2one` the scan flagged class
     0 by a patch, and unlearning the patch left ASR at 20.00% (revision 17 of
     `benchmarks/recipe_zoo.py`): BppAttack's trigger is quantisation, which no inverted kind
@@ -350,11 +354,10 @@ def quantisation_triggers(model, report, images, verbose=True, labels=None):
     """
     if not report.backdoored:
         return []
-    labels = _labels(model, images, labels)
     found = []
-    for target in report.target_classes:
-        trigger = scan_lib.quantisation.quantisation_trigger(model, target, images, labels)
-        kept = trigger.flip_rate >= QUANTISATION_GATE
+    for trigger in scan_lib.quantisation.quantisation_triggers(
+            model, report.target_classes, images, _labels(model, images, labels)):
+        target, kept = trigger.target, trigger.flip_rate >= QUANTISATION_GATE
         if verbose:
             print(f"  quantising to {1 / trigger.size + 1:.0f} levels sends "
                   f"{100 * trigger.flip_rate:.0f}% of the synthetic images to class {target}"

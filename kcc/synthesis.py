@@ -176,7 +176,8 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
     Returns:
         `(images, labels, info)`: images float32 `(num_images, H, W, C)` in [0, 1], labels int32
         `(num_images,)` drawn uniformly, and `info` with the BN-statistics loss per batch at the
-        first and last step and the throughput in image-steps per second.
+        first and last step, the seconds of every batch (the first includes compilation) and
+        the throughput in image-steps per second.
     """
     if num_images < 1 or steps < 1 or batch_size < 2:
         raise ValueError(f"Need num_images >= 1, steps >= 1, batch_size >= 2. Received "
@@ -202,7 +203,7 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
 
     trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(model)]
     probe.trainable = False  # the images are the only trainable weight
-    info = {"bn_loss_first": [], "bn_loss_last": []}
+    info = {"bn_loss_first": [], "bn_loss_last": [], "batch_seconds": []}
     progress = progress_lib.Progress(num_batches * steps, "synthesis") if verbose else None
     start = time.time()
     try:
@@ -213,6 +214,7 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
                                 steps_per_execution=_steps_per_execution(steps))
             placeholder = np.zeros((steps * batch_size, 1), np.float32)
             for b in range(num_batches):
+                batch_start = time.time()
                 y = labels[b * batch_size:(b + 1) * batch_size]
                 z = rng.standard_normal((batch_size, *shape)).astype(np.float32)
                 synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
@@ -225,6 +227,7 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
                                 callbacks=[progress.callback(b * steps)] if progress else None)
                 info["bn_loss_last"].append(synthesizer.bn_loss())
                 images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
+                info["batch_seconds"].append(round(time.time() - batch_start, 3))
                 if progress:
                     progress.update((b + 1) * steps, [("bn_loss", info["bn_loss_last"][-1])])
     finally:

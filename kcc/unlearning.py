@@ -145,10 +145,15 @@ class UnlearningDistiller(keras.Model):
         self.targets[sorted({t.target for t in triggers})] = 1.0
         self.augmenter = None
         if augment:
-            self.augmenter = keras.Sequential([
-                keras.layers.RandomFlip("horizontal", seed=seed),
-                keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect", seed=seed + 1),
-            ], name="augment")
+            shift = keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect",
+                                                   seed=seed + 1)
+            # The layer declares `supports_jit = False` (for TensorFlow's XLA), and one such
+            # layer makes Keras run the whole training step op by op on JAX (about 3x slower
+            # here, `benchmarks/results/throughput.md`); its JAX code compiles. TensorFlow
+            # runs the step as a graph either way.
+            shift.supports_jit = shift.supports_jit or keras.backend.backend() == "jax"
+            self.augmenter = keras.Sequential(
+                [keras.layers.RandomFlip("horizontal", seed=seed), shift], name="augment")
         self.seed_generator = keras.random.SeedGenerator(seed + 2)
         self.distillation_tracker = keras.metrics.Mean(name="distillation")
         self.unlearning_tracker = keras.metrics.Mean(name="unlearning")

@@ -44,11 +44,22 @@ def test_normalisation_lives_in_the_model():
     np.testing.assert_allclose(np.ravel(layer.mean), [0.3403, 0.3121, 0.3214], atol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(models.ARCHITECTURES))
+def test_other_input_sizes(name):
+    model = models.get(name, width=8, input_size=64)
+    assert tuple(model.inputs[0].shape) == (None, 64, 64, 3)
+    assert tuple(model(np.zeros((2, 64, 64, 3), np.float32)).shape) == (2, 10)
+    # the same weights as at 32 px: only the activations grow
+    assert models.trainable_params(model) == models.trainable_params(models.get(name, width=8))
+
+
 def test_bad_width_and_name():
     with pytest.raises(ValueError, match="width must be strictly positive"):
         models.resnet18(width=0)
     with pytest.raises(ValueError, match="Unknown architecture"):
         models.get("resnet50")
+    with pytest.raises(ValueError, match="input_size must be an integer >= 1"):
+        models.resnet18(width=8, input_size=(64, 64))
 
 
 def test_every_architecture_runs_on_jax():

@@ -1,4 +1,7 @@
-"""`kcc.parallel`: synthesis and distillation on two virtual CPU devices equal one device."""
+"""`kcc.parallel`: synthesis, the scan and distillation on two virtual CPU devices equal one
+device."""
+
+import textwrap
 
 import keras
 import numpy as np
@@ -9,6 +12,21 @@ from tests import backends
 
 #: Two virtual CPU devices for JAX: the same code path as two GPUs, on any machine.
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+#: Defines `tiny(seed, classes=4)`, a small BatchNorm classifier on 8x8 images, in a subprocess.
+TINY = """
+import keras
+
+
+def tiny(seed, classes=4):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(inputs, keras.layers.Dense(classes)(h))
+"""
 
 
 def test_names_and_batch_check():
@@ -28,7 +46,7 @@ def test_other_backends_are_refused():
 
 def test_two_devices_equal_one():
     pytest.importorskip("jax")
-    result = backends.run("jax", """
+    result = backends.run("jax", TINY + textwrap.dedent("""
         import json
         import jax
         import keras
@@ -36,15 +54,6 @@ def test_two_devices_equal_one():
         from kcc import parallel
         from kcc import synthesis
         from kcc import unlearning
-
-        def tiny(seed):
-            keras.utils.set_random_seed(seed)
-            inputs = keras.Input((8, 8, 3))
-            h = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
-            h = keras.layers.BatchNormalization()(h)
-            h = keras.layers.ReLU()(h)
-            h = keras.layers.GlobalAveragePooling2D()(h)
-            return keras.Model(inputs, keras.layers.Dense(4)(h))
 
         out = {"devices": len(jax.devices()), "fit_devices": [], "image_shards": []}
         fit = unlearning.UnlearningDistiller.fit
@@ -87,7 +96,7 @@ def test_two_devices_equal_one():
         except ValueError as e:
             out["error"] = str(e)
         print(json.dumps(out))
-    """, env=TWO_DEVICES)
+    """), env=TWO_DEVICES)
     assert result["devices"] == 2
     assert result["image_shards"] == [[8]] * 2 + [[4, 4]] * 2  # two batches of 8 images
     np.testing.assert_allclose(np.array(result["synthesis_two"]),
@@ -101,3 +110,58 @@ def test_two_devices_equal_one():
     assert result["after"] == [1, [5, 4]]
     assert result["error"].startswith("Data-parallel work over 2 devices splits every batch")
     assert "Received batch_size=16, num_images=63 (last batch: 15)." in result["error"]
+
+
+def test_the_scan_on_two_devices_equals_one():
+    pytest.importorskip("jax")
+    result = backends.run("jax", TINY + textwrap.dedent("""
+        import json
+        import keras
+        import numpy as np
+        from kcc import parallel
+        from kcc import scan
+        from kcc.scan import inversion
+        from kcc.scan import max_margin
+
+        out = {"margin_shards": [], "inversion_devices": []}
+        ascend, fit = max_margin.ascend, inversion.TriggerInversion.fit
+
+        def ascend_spy(ascent, *args, **kwargs):  # how many margin images each device holds
+            shards = ascent.images.value.addressable_shards
+            out["margin_shards"].append(sorted(s.data.shape[0] for s in shards))
+            return ascend(ascent, *args, **kwargs)
+
+        def fit_spy(self, *args, **kwargs):  # on how many devices the triggers train
+            out["inversion_devices"].append(len(self.mask_logits.value.sharding.device_set))
+            return fit(self, *args, **kwargs)
+
+        max_margin.ascend, inversion.TriggerInversion.fit = ascend_spy, fit_spy
+        model = tiny(0, 4)
+        model.layers[2].moving_mean.assign(np.linspace(-0.2, 0.2, 8, dtype="float32"))
+        budget = dict(margin_images=2, margin_steps=5, num_images=16, synthesis_steps=5,
+                      inversion_steps=4, inversion_batch_size=4, verbose=False)
+        for name, where in (("one", None), ("two", "data_parallel")):
+            report = scan.scan(model, distribution=where, **budget)
+            out[name] = {"per_class": report.per_class, "notes": report.notes}
+        # 3 classes x 1 image do not split over two devices: the ascent runs on one.
+        odd = scan.scan(tiny(1, 3), distribution="data_parallel",
+                        **{**budget, "margin_images": 1})
+        out["odd_notes"] = odd.notes
+        try:
+            scan.scan(model, distribution="data_parallel", **{**budget, "num_images": 15})
+        except ValueError as e:
+            out["error"] = str(e)
+        print(json.dumps(out))
+    """), env=TWO_DEVICES)
+    assert result["margin_shards"] == [[8], [4, 4], [3]]
+    assert result["inversion_devices"] == [1, 2, 2]
+    one, two = result["one"], result["two"]
+    assert one["notes"] == two["notes"] == []
+    for a, b in zip(one["per_class"], two["per_class"]):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, float) and np.isfinite(value):
+                np.testing.assert_allclose(b[key], value, rtol=1e-3, atol=1e-4, err_msg=key)
+    assert result["odd_notes"] == ["The margin ascent's 3 images do not split over 2 devices: "
+                                   "it ran on one."]
+    assert "Received batch_size=15, num_images=15 (last batch: 0)." in result["error"]

@@ -146,14 +146,14 @@ def test_quantisation_trigger_takes_the_mildest_step_that_flips():
     grey = np.full((20, 4, 4, 1), 0.45, "float32")
     # 0.45 rounds to 0.4 at six plain levels (step 0.2) and to 0.43-0.5 at every milder level;
     # dithered at six levels a quarter of the pixels round up, so the mean stays 0.45.
-    found = quantisation.quantisation_trigger(_dimness_model(), 1, grey)
+    found, = quantisation.quantisation_triggers(_dimness_model(), [1], grey)
     assert found.kind == "quantise" and found.flip_rate == 1.0
     assert found.size == pytest.approx(0.2) and not found.pattern.any()
     np.testing.assert_allclose(found.apply(grey), 0.4, atol=1e-6)
     dithered = quantisation.quantise(grey, 0.2, quantisation.dither_offsets(4, 4))
     assert float(np.mean(keras.ops.convert_to_numpy(dithered))) == pytest.approx(0.45)
     bright = np.full((20, 4, 4, 1), 0.7, "float32")
-    never = quantisation.quantisation_trigger(_dimness_model(), 1, bright)
+    never, = quantisation.quantisation_triggers(_dimness_model(), [1], bright)
     assert never.flip_rate == 0.0 and never.size == pytest.approx(1 / 15)
 
 

@@ -1,4 +1,5 @@
-"""The paper's architectures for 32x32 inputs, as functional Keras models.
+"""The paper's architectures for 32x32 inputs (other sizes by `input_size`), as functional Keras
+models.
 
 Every model takes pixels in [0, 1] and normalises them itself (first layer `normalize`), and
 has stable, readable layer names such as `stage2_block1_1_conv`. `width` scales channels;
@@ -7,6 +8,7 @@ has stable, readable layer names such as `stage2_block1_1_conv`. `width` scales 
 
 import math
 
+from kcc.models import common
 from kcc.models.mobilenet_v2 import mobilenet_v2
 from kcc.models.resnet import preact_resnet18
 from kcc.models.resnet import resnet18
@@ -22,13 +24,15 @@ ARCHITECTURES = {
 }
 
 
-def get(name, num_classes=10, width=64, dataset="cifar10"):
-    """Builds an architecture by name (one of `ARCHITECTURES`)."""
+def get(name, num_classes=10, width=64, dataset="cifar10", input_size=common.INPUT_SIZE):
+    """Builds an architecture by name (one of `ARCHITECTURES`) for square RGB inputs of
+    `input_size` pixels (32: CIFAR-10 and the zoo's GTSRB)."""
     if name not in ARCHITECTURES:
         raise ValueError(
             f"Unknown architecture. Expected one of {sorted(ARCHITECTURES)}. Received name={name!r}."
         )
-    return ARCHITECTURES[name](num_classes=num_classes, width=width, dataset=dataset)
+    return ARCHITECTURES[name](num_classes=num_classes, width=width, dataset=dataset,
+                               input_size=input_size)
 
 
 def trainable_params(model):

@@ -4,20 +4,28 @@ import keras
 
 from kcc import data
 
-INPUT_SHAPE = (32, 32, 3)
+INPUT_SIZE = 32  # CIFAR-10 and the zoo's GTSRB: 32 x 32 RGB
 
 
-def inputs_and_normalize(dataset, input_shape=INPUT_SHAPE):
+def inputs_and_normalize(dataset, input_size=INPUT_SIZE):
     """The model input (pixels in [0, 1]) and its normalisation by the dataset's statistics.
 
     Normalisation lives inside every kcc model, so attacks, triggers, synthetic images and
     adversarial perturbations all work in [0, 1] pixel space.
 
+    Args:
+        dataset: name whose channel mean/std the `normalize` layer uses.
+        input_size: height and width of the RGB input in pixels (at least 1).
+
     Returns:
-        `(inputs, normalized)`: a `keras.Input` of `input_shape` and the normalised tensor.
+        `(inputs, normalized)`: a `keras.Input` of shape `(input_size, input_size, 3)` and the
+        normalised tensor.
     """
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"input_size must be an integer >= 1 (pixels). Received "
+                         f"input_size={input_size!r}.")
     mean, std = data.normalization(dataset)
-    inputs = keras.Input(input_shape, name="pixels")
+    inputs = keras.Input((input_size, input_size, 3), name="pixels")
     x = keras.layers.Normalization(
         mean=list(mean), variance=[s * s for s in std], name="normalize"
     )(inputs)

@@ -29,18 +29,20 @@ def _inverted_residual(x, expansion, filters, strides, name):
     return keras.layers.Add(name=f"{name}_add")([y, shortcut])
 
 
-def mobilenet_v2(num_classes=10, width=64, dataset="cifar10"):
+def mobilenet_v2(num_classes=10, width=64, dataset="cifar10", input_size=common.INPUT_SIZE):
     """MobileNetV2 for 32x32 inputs in [0, 1].
 
     Args:
         num_classes: number of output logits.
         width: 64 is the paper-size model (multiplier 1.0); channels scale by `width / 64`.
         dataset: name whose mean/std the built-in `normalize` layer uses.
+        input_size: input height and width in pixels.
 
     Returns:
-        A functional `keras.Model`, `(batch, 32, 32, 3)` -> `(batch, num_classes)` logits.
+        A functional `keras.Model`, `(batch, input_size, input_size, 3)` -> `(batch,
+        num_classes)` logits.
     """
-    inputs, x = common.inputs_and_normalize(dataset)
+    inputs, x = common.inputs_and_normalize(dataset, input_size)
     x = common.conv_bn(x, common.channels(32, width), 3, 1, "stem")
     for stage, (expansion, base, count, stride) in enumerate(_STAGES, start=1):
         for i in range(count):

@@ -36,8 +36,8 @@ def _preact_block(x, filters, strides, name):
     return keras.layers.Add(name=f"{name}_add")([y, shortcut])
 
 
-def _resnet(blocks, name, num_classes, width, dataset, preact=False):
-    inputs, x = common.inputs_and_normalize(dataset)
+def _resnet(blocks, name, num_classes, width, dataset, input_size, preact=False):
+    inputs, x = common.inputs_and_normalize(dataset, input_size)
     if preact:
         x = keras.layers.Conv2D(
             common.channels(64, width), 3, padding="same", use_bias=False, name="stem_conv"
@@ -55,26 +55,29 @@ def _resnet(blocks, name, num_classes, width, dataset, preact=False):
     return keras.Model(inputs, common.classifier(x, num_classes), name=name)
 
 
-def resnet18(num_classes=10, width=64, dataset="cifar10"):
+def resnet18(num_classes=10, width=64, dataset="cifar10", input_size=common.INPUT_SIZE):
     """ResNet-18 for 32x32 inputs in [0, 1]; width 64 is the paper's 11.17M-parameter model.
 
     Args:
         num_classes: number of output logits.
         width: channels of the first stage (64 = paper size; later stages double it).
         dataset: name whose mean/std the built-in `normalize` layer uses.
+        input_size: input height and width in pixels; the CIFAR stem keeps full resolution, so
+            every layer's cost grows with `input_size ** 2` (global pooling before the logits).
 
     Returns:
-        A functional `keras.Model` mapping `(batch, 32, 32, 3)` pixels to `(batch, num_classes)`
-        logits.
+        A functional `keras.Model` mapping `(batch, input_size, input_size, 3)` pixels to
+        `(batch, num_classes)` logits.
     """
-    return _resnet((2, 2, 2, 2), "resnet18", num_classes, width, dataset)
+    return _resnet((2, 2, 2, 2), "resnet18", num_classes, width, dataset, input_size)
 
 
-def resnet34(num_classes=10, width=64, dataset="cifar10"):
+def resnet34(num_classes=10, width=64, dataset="cifar10", input_size=common.INPUT_SIZE):
     """ResNet-34 for 32x32 inputs; arguments as `resnet18`."""
-    return _resnet((3, 4, 6, 3), "resnet34", num_classes, width, dataset)
+    return _resnet((3, 4, 6, 3), "resnet34", num_classes, width, dataset, input_size)
 
 
-def preact_resnet18(num_classes=10, width=64, dataset="cifar10"):
+def preact_resnet18(num_classes=10, width=64, dataset="cifar10", input_size=common.INPUT_SIZE):
     """Pre-activation ResNet-18 (BN-ReLU-conv blocks) for 32x32 inputs; arguments as `resnet18`."""
-    return _resnet((2, 2, 2, 2), "preact_resnet18", num_classes, width, dataset, preact=True)
+    return _resnet((2, 2, 2, 2), "preact_resnet18", num_classes, width, dataset, input_size,
+                   preact=True)

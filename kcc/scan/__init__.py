@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from kcc import parallel
 from kcc import synthesis
 from kcc import training
 from kcc.scan import anomaly
@@ -155,7 +156,8 @@ def trigger_statistic(size):
 
 
 def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_steps=200,
-         inversion_steps=300, inversion_batch_size=32, seed=0, verbose=True, images=None):
+         inversion_steps=300, inversion_batch_size=32, seed=0, verbose=True, images=None,
+         distribution=None):
     """Scans a classifier for a backdoor without data (see the module docstring).
 
     Args:
@@ -177,6 +179,15 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
             made otherwise change the statistics: on images made at Adam rate 0.3 (kcc's
             recipe) the scan flagged a clean zoo model (`benchmarks/results/probes/
             recipe_rev11a.json`), so `kcc.recipe` lets the scan make its own.
+        distribution: where the three optimisations run (`kcc.parallel.get`): None or
+            `"off"` on one device; `"data_parallel"`, `"auto"` or a
+            `keras.distribution.DataParallel` splits the margin ascent's images, the synthetic
+            batch and every inversion batch over the devices (JAX only). The device count must
+            divide `min(num_images, 256)`, `num_images` and `inversion_batch_size`
+            (`ValueError` before any work); where it does not divide the margin ascent's
+            `K * margin_images` images, that stage runs on one device (said in the notes). The
+            report is the single-device one up to float rounding; checking the triggers'
+            flip rates runs on one device.
 
     Returns:
         a `ScanReport`.
@@ -185,6 +196,11 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         ValueError: the model is not an image classifier with at least two classes.
     """
     num_classes = check_model(model)
+    distribution = parallel.get(distribution)
+    stages = 3 if synthesis.batchnorm_layers(model) else 1
+    if stages == 3:
+        parallel.check_batch_size(distribution, min(num_images, 256), num_images)
+        parallel.check_batch_size(distribution, inversion_batch_size, inversion_batch_size)
     say = print if verbose else (lambda *a, **k: None)
     notes, seconds, stats, blends, quantised = [], {}, {}, [], []
     start = time.time()
@@ -192,11 +208,17 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
     if per_class_images < margin_images:
         notes.append(f"{num_classes} classes: the margin ascent uses {per_class_images} "
                      f"image(s) per class instead of {margin_images}.")
-    stages = 3 if synthesis.batchnorm_layers(model) else 1
+    margin_distribution = distribution
+    devices = parallel.device_count(distribution) if distribution is not None else 1
+    if (num_classes * per_class_images) % devices:
+        margin_distribution = None
+        notes.append(f"The margin ascent's {num_classes * per_class_images} images do not "
+                     f"split over {devices} devices: it ran on one.")
     say(f"[1/{stages}] maximum margin per class ({num_classes} classes x {per_class_images} "
         f"images, {margin_steps} steps)")
     stats["max_margin"], margin_images = max_margin.max_margin(
-        model, per_class_images, margin_steps, seed=seed, verbose=verbose)
+        model, per_class_images, margin_steps, seed=seed, verbose=verbose,
+        distribution=margin_distribution)
     seconds["max_margin"] = time.time() - start
 
     triggers = {}
@@ -217,7 +239,7 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                 f"({synthesis_steps} steps)")
             images, _, _ = synthesis.synthesize(model, num_images, synthesis_steps,
                                                 batch_size=min(num_images, 256), seed=seed,
-                                                verbose=verbose)
+                                                verbose=verbose, distribution=distribution)
         else:
             say(f"[2/3] using {min(num_images, len(images))} synthetic images given")
             images = np.asarray(images[:num_images], np.float32)
@@ -230,7 +252,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         inverted = inversion.invert_triggers(model, images[:half], labels[:half],
                                              steps=inversion_steps,
                                              batch_size=inversion_batch_size, seed=seed,
-                                             classes=candidates, verbose=verbose)
+                                             classes=candidates, verbose=verbose,
+                                             distribution=distribution)
         for kind in inversion.KINDS:
             inversion.flip_rates(model, inverted[kind], images[half:], labels[half:])
             stats[f"{kind}_trigger"] = _per_class_statistic(inverted[kind], num_classes)
@@ -239,8 +262,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                                            labels[half:]) for c in candidates]
         blend_p, _ = anomaly.p_values(_per_class_statistic(blends, num_classes), ALPHA,
                                       min_ratio=MIN_RATIO)
-        quantised = [quantisation.quantisation_trigger(model, c, images[half:], labels[half:])
-                     for c in candidates]
+        quantised = quantisation.quantisation_triggers(model, candidates, images[half:],
+                                                       labels[half:])
         seconds["inversion"] = time.time() - t
 
     p = {}

@@ -22,6 +22,8 @@ DEFAULT_MODEL = os.path.join("examples", "zoo", "badnets_all2one.keras")
 _MODEL, _TRUST_SOURCE = flag_groups.suspect(DEFAULT_MODEL)
 # ----------------------------------------------------------------------------- budget
 _BUDGET = flag_groups.scan_budget()
+_DISTRIBUTION = flag_groups.distribution(
+    "the margin ascent, synthesis and trigger inversion")
 # ----------------------------------------------------------------------------- output
 _JSON = flags.DEFINE_bool(
     "json", False,
@@ -46,7 +48,7 @@ HELP = cli.Help(
     ],
     groups=[
         ("model", [_MODEL, _TRUST_SOURCE]),
-        ("budget", list(_BUDGET.values())),
+        ("budget", [*_BUDGET.values(), _DISTRIBUTION]),
         ("output", [_JSON, _OUTPUT_DIR]),
     ],
     presets="scan_",
@@ -73,7 +75,8 @@ def main(argv):
     if _JSON.value:
         sys.stdout = sys.stderr  # progress goes to stderr; stdout carries the JSON only
     try:
-        report = scan_lib.scan(model, **{k: v.value for k, v in _BUDGET.items()})
+        report = scan_lib.scan(model, distribution=_DISTRIBUTION.value,
+                               **{k: v.value for k, v in _BUDGET.items()})
         paths = scan_lib.save_triggers(report, folder) if report.triggers else []
         result = {"model": model_path, "command": cli.command_line(),
                   **report.to_dict(paths)}

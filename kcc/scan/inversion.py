@@ -43,6 +43,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kcc import parallel
 from kcc import progress as progress_lib
 from kcc.attacks.wanet import bicubic_matrix
 
@@ -260,7 +261,7 @@ def flip_rates(model, triggers, images, labels, batch_size=512):
         if not keep.any():
             trigger.flip_rate = float("nan")
             continue
-        logits = model.predict(trigger.apply(images[keep]), batch_size=batch_size, verbose=0)
+        logits = parallel.predict(model, trigger.apply(images[keep]), batch_size)
         trigger.flip_rate = float(np.mean(np.argmax(logits, -1) == trigger.target))
     return triggers
 
@@ -313,7 +314,7 @@ def better(new, old):
 
 def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_rate=0.1,
                     lambda_mask=0.01, lambda_global=0.1, lambda_warp=0.5, classes=None, seed=0,
-                    verbose=True):
+                    verbose=True, distribution=None):
     """Inverts a local, a global and a warp trigger for every class of `model` (module doc).
 
     Args:
@@ -328,12 +329,19 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
         classes: candidate target classes (default: every class).
         seed: seeds the batch order.
         verbose: show a progress line that updates while the optimisation runs.
+        distribution: where the optimisation runs (`kcc.parallel.get`): None or `"off"` on one
+            device; `"data_parallel"`, `"auto"` or a `keras.distribution.DataParallel` splits
+            every batch of images over the devices (JAX only; their count must divide
+            `batch_size`); the triggers are replicated. The triggers are the single-device ones
+            up to float rounding.
 
     Returns:
         `{"local": [Trigger], "global": [Trigger], "warp": [Trigger]}`, one per candidate class
         and kind, each the smallest that reached `FLIP_GOAL` at one of the `CHECKS` checks (flip
         rates not yet measured).
     """
+    distribution = parallel.get(distribution)
+    parallel.check_batch_size(distribution, batch_size, batch_size)  # every batch is full
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels, np.int32)
     rng = np.random.default_rng(seed)
@@ -343,17 +351,18 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
     trainable = model.trainable
     model.trainable = False
     try:
-        inversion = TriggerInversion(model, classes, lambda_mask, lambda_global,
-                                     lambda_warp)
-        checks = min(CHECKS, steps)
-        per_check = steps // checks
-        inversion.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                          steps_per_execution=min(per_check, 10))
-        keep = KeepSmallestEffective(model, images, labels)
-        inversion.fit(images[order], labels[order], batch_size=batch_size, epochs=checks,
-                      steps_per_epoch=per_check, shuffle=False, verbose=0,
-                      callbacks=[keep, *progress_lib.callbacks("trigger inversion",
-                                                               verbose=verbose)])
+        with parallel.scope(distribution, model):
+            inversion = TriggerInversion(model, classes, lambda_mask, lambda_global,
+                                         lambda_warp)
+            checks = min(CHECKS, steps)
+            per_check = steps // checks
+            inversion.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                              steps_per_execution=min(per_check, 10))
+            keep = KeepSmallestEffective(model, images, labels)
+            inversion.fit(images[order], labels[order], batch_size=batch_size, epochs=checks,
+                          steps_per_epoch=per_check, shuffle=False, verbose=0,
+                          callbacks=[keep, *progress_lib.callbacks("trigger inversion",
+                                                                   verbose=verbose)])
         return keep.best
     finally:
         model.trainable = trainable

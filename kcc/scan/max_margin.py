@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kcc import parallel
 from kcc import progress as progress_lib
 from kcc import training
 from kcc.scan import inversion
@@ -89,13 +90,14 @@ def ascend(ascent, steps, learning_rate, label, verbose=True):
     """
     ascent.compile(optimizer=keras.optimizers.Adam(learning_rate),
                    steps_per_execution=min(steps, 10))
-    ascent.fit(np.zeros((steps, 1), np.float32), batch_size=1, epochs=1, shuffle=False,
-               verbose=0, callbacks=progress_lib.callbacks(label, steps, verbose))
+    rows = parallel.device_count()  # a placeholder row per device: each batch splits evenly
+    ascent.fit(np.zeros((steps * rows, 1), np.float32), batch_size=rows, epochs=1,
+               shuffle=False, verbose=0, callbacks=progress_lib.callbacks(label, steps, verbose))
     return ascent(np.zeros((1, 1), np.float32))
 
 
 def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0,
-               verbose=True):
+               verbose=True, distribution=None):
     """The maximum achievable margin `r_k` of every class (MM-BD's detection statistic).
 
     Args:
@@ -105,6 +107,11 @@ def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0
         learning_rate: Adam learning rate, in [0, 1] pixel units.
         seed: seeds the starting images.
         verbose: show a progress line that updates while the ascent runs.
+        distribution: where the ascent runs (`kcc.parallel.get`): None or `"off"` on one
+            device; `"data_parallel"`, `"auto"` or a `keras.distribution.DataParallel` splits
+            the `K * images_per_class` images (the variable) over the devices (JAX only; their
+            count must divide it, `ValueError` otherwise). The margins are the single-device
+            ones up to float rounding.
 
     Returns:
         `(margins, images)`: float64 `(K,)`, `r_k`, the largest margin reached by an image of
@@ -113,13 +120,17 @@ def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0
     if images_per_class < 1 or steps < 1:
         raise ValueError(f"Need images_per_class >= 1 and steps >= 1. Received "
                          f"images_per_class={images_per_class}, steps={steps}.")
+    distribution = parallel.get(distribution)
+    count = int(model.outputs[0].shape[-1]) * images_per_class
+    parallel.check_batch_size(distribution, count, count)
     trainable = model.trainable
     model.trainable = False
     try:
-        ascent = MarginAscent(model, images_per_class, seed)
-        logits = ascend(ascent, steps, learning_rate, "max margin", verbose)
-        margins = ops.convert_to_numpy(ascent.margins(logits)).astype(np.float64)
-        images = ops.convert_to_numpy(ascent.images).astype(np.float32)
+        with parallel.scope(parallel.shard_first_axis(distribution, ".*images"), model):
+            ascent = MarginAscent(model, images_per_class, seed)
+            logits = ascend(ascent, steps, learning_rate, "max margin", verbose)
+            margins = ops.convert_to_numpy(ascent.margins(logits)).astype(np.float64)
+            images = ops.convert_to_numpy(ascent.images).astype(np.float32)
     finally:
         model.trainable = trainable
     margins = margins.reshape(ascent.num_classes, images_per_class)

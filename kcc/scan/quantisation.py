@@ -11,7 +11,7 @@ the image, so it is not an additive trigger, and it is everywhere at once, so it
 patch: the inversions of `kcc.scan.inversion` find something else for such a backdoor
 (on `bpp_all2one` a patch flagged the target, and unlearning it left ASR at 20%).
 
-`quantisation_trigger` measures per class which mild quantisation (at least `MIN_LEVELS`
+`quantisation_triggers` measures per class which mild quantisation (at least `MIN_LEVELS`
 levels) sends most images to it; a clean model's images hardly change class under it. On
 synthetic images (`benchmarks/results/probes/quantise.json`, 256 images from the BatchNorm
 statistics, no test image): six plain levels sent 85% of `bpp_all2one`'s images to its target,
@@ -63,37 +63,43 @@ def dither_offsets(height, width):
     return ((tiles + 0.5) / 16.0 - 0.5)[..., None].astype(np.float32)
 
 
-def quantisation_triggers(model, target, images, labels=None):
-    """Every quantisation tried, each with its flip rate towards `target` on `images`.
+def quantisation_triggers(model, targets, images, labels=None):
+    """For each class of `targets`, the mildest quantisation that sends `images` to it (module
+    docstring).
 
-    Every level of `LEVELS`, plain and dithered, is stamped on the images not already of
-    `target` (`inversion.flip_rates`).
+    Every level of `LEVELS`, plain and dithered, is applied to all the images and predicted
+    once, whatever the number of targets; a class's flip rate counts the images not already
+    of it (as `inversion.flip_rates` does).
 
     Args:
         model: the classifier.
-        target: the class.
+        targets: the classes, an iterable of int.
         images: images `(N, H, W, C)` in [0, 1] (synthetic: no data needed).
         labels: the model's predictions on `images` (computed when None).
 
     Returns:
-        a list of `kcc.scan.Trigger` of kind `"quantise"`, mildest first: `size` the step
+        a list of `kcc.scan.Trigger` of kind `"quantise"`, one per target in order: of the
+        variants, the one with the smallest step that sends `inversion.FLIP_GOAL` of the images
+        to the target, else the one that sends most (`inversion.better`); `size` the step
         `1 / (levels - 1)`, `pattern` the dither offsets `(H, W, 1)` in steps (zeros for plain
         rounding), no mask, `flip_rate` on `images`.
     """
     images = np.asarray(images, np.float32)
-    labels = training.predict_labels(model, images) if labels is None else labels
+    labels = np.asarray(training.predict_labels(model, images) if labels is None else labels)
     offsets = dither_offsets(*images.shape[1:3])
-    found = [inversion.Trigger("quantise", int(target), pattern, None, 1.0 / (levels - 1))
-             for levels in LEVELS for pattern in (np.zeros_like(offsets), offsets)]
-    return inversion.flip_rates(model, found, images, labels)
-
-
-def quantisation_trigger(model, target, images, labels=None):
-    """The mildest quantisation that sends `images` to `target` (module docstring): of
-    `quantisation_triggers`, the one with the smallest step that sends `inversion.FLIP_GOAL`
-    of them to `target`, else the one that sends most (`inversion.better`)."""
-    best = None
-    for trigger in quantisation_triggers(model, target, images, labels):
-        if best is None or inversion.better(trigger, best):
-            best = trigger
-    return best
+    variants = [(1.0 / (levels - 1), pattern)
+                for levels in LEVELS for pattern in (np.zeros_like(offsets), offsets)]
+    answers = [training.predict_labels(model, inversion.Trigger(
+        "quantise", 0, pattern, None, step).apply(images)) for step, pattern in variants]
+    found = []
+    for target in targets:
+        keep = labels != target
+        best = None
+        for (step, pattern), answer in zip(variants, answers):
+            trigger = inversion.Trigger("quantise", int(target), pattern, None, step)
+            trigger.flip_rate = (float(np.mean(answer[keep] == target)) if keep.any()
+                                 else float("nan"))
+            if best is None or inversion.better(trigger, best):
+                best = trigger
+        found.append(best)
+    return found

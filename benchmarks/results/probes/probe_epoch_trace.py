@@ -41,9 +41,11 @@ stash = {}
 plain_reinverted = recipe.reinverted
 
 
-def reinverted(model_, triggers, images, settings, seed=0, verbose=True, labels=None):
+def reinverted(model_, triggers, images, settings, seed=0, verbose=True, labels=None,
+               distribution=None):
     stash["scan_triggers"], stash["settings"] = list(triggers), settings
-    fresh = plain_reinverted(model_, triggers, images, settings, seed, verbose, labels)
+    fresh = plain_reinverted(model_, triggers, images, settings, seed, verbose, labels,
+                             distribution)
     stash["unlearned"] = fresh
     return fresh
 
