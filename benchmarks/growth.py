@@ -24,8 +24,10 @@ grows, so the stage where it jumps is the one that needed it.
 From the rates the table predicts a full run of the CPU budget of `benchmarks/recipe_zoo.py`
 (1,024 images x 100 steps, 20 epochs, scan) as `compression + compile + 1024 * 100 / synthesis
 rate + scan + 20 * epoch(1024)`, the epoch time scaled linearly in the image count. The
-re-inversion, blend and quantisation triggers that `purify_kcc` adds after a flagged scan (about
-40-110 s at width 16, `benchmarks/results/recipe_zoo.json`) are not in it.
+re-inversion, blend and quantisation triggers that `purify_kcc` adds after a flagged scan, and
+the extra trigger kinds it then unlearns, are not in it: on `badnets_all2one` (width 16) the
+recipe's scan stage took 157 s against this table's 103.5 s for the bare scan, its distillation
+357 s against 216 s predicted (`results/probes/recipe_rev20_compiled.json`).
 
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax taskset -c 0 python benchmarks/growth.py
 

@@ -148,9 +148,10 @@ class UnlearningDistiller(keras.Model):
             shift = keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect",
                                                    seed=seed + 1)
             # The layer declares `supports_jit = False` (for TensorFlow's XLA), and one such
-            # layer makes Keras run the whole training step op by op on JAX (about 3x slower
-            # here, `benchmarks/results/throughput.md`); its JAX code compiles. TensorFlow
-            # runs the step as a graph either way.
+            # layer makes Keras run the whole training step op by op on JAX (1.2-1.6x slower
+            # per epoch: `benchmarks/results/probes/growth_op_by_op.json` against
+            # `growth.json`); its JAX code compiles. TensorFlow runs the step as a graph either
+            # way.
             shift.supports_jit = shift.supports_jit or keras.backend.backend() == "jax"
             self.augmenter = keras.Sequential(
                 [keras.layers.RandomFlip("horizontal", seed=seed), shift], name="augment")
