@@ -15,7 +15,7 @@
      77.1%; `benchmarks/results/probes/synthesis_fidelity.json`);
   3. **scan** of the suspect (`kcc.scan`, on its own synthetic images, made as those its
      verdict's thresholds were chosen on): suspected target classes and, for every class, the
-     smallest local, global and warp triggers that send other images to it. Given the
+     smallest local, global, warp and smooth triggers that send other images to it. Given the
      rate-0.3 images instead, it flagged classes 3 and 5 of the `clean` model (p = 0.0057).
      The triggers to unlearn are then inverted again for the suspected targets and the kinds
      that flagged them on the recipe's images (`reinverted`): the scan's own, fitted on 32

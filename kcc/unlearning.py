@@ -60,8 +60,8 @@ STAMPED_PER_CLEAN = 4
 #: An epoch is kept only if its held-aside trigger rate is at most this multiple of the lowest
 #: rate of the run (`SyntheticValidation`, where the measurements behind 1.5 are).
 RATE_SLACK = 1.5
-#: How `UnlearningDistiller` stamps a trigger: the inverted kinds, then colour quantisation.
-STAMPS = (*inversion.KINDS, "quantise")
+#: How `UnlearningDistiller` stamps a trigger; a smooth trigger is added as a global one.
+STAMPS = ("local", "global", "warp", "quantise")
 
 
 def stack_triggers(triggers, image_shape):
@@ -69,7 +69,8 @@ def stack_triggers(triggers, image_shape):
     (T, 4))` of a list of triggers, `kinds` one-hot over `STAMPS`.
 
     A local or blend trigger (any with a mask) stamps `(1 - m) * x + m * p` and counts as
-    local here; a global one adds its perturbation `p` (`clip(x + p, 0, 1)`); a warp trigger
+    local here; a global or smooth one adds its perturbation `p` (`clip(x + p, 0, 1)`) and
+    counts as global; a warp trigger
     resamples `x` along its flow (`inversion.warp`); a quantise trigger rounds `x` to its step
     after its dither offsets (`kcc.scan.quantisation.quantise`; the offsets are kept in
     `patterns`' first channel). The arrays of the kinds a trigger is not are zeros (steps: 1).
@@ -81,7 +82,8 @@ def stack_triggers(triggers, image_shape):
     steps = np.ones((len(triggers),), np.float32)
     kinds = np.zeros((len(triggers), len(STAMPS)), np.float32)
     for i, trigger in enumerate(triggers):
-        kind = "local" if trigger.mask is not None else trigger.kind
+        kind = ("local" if trigger.mask is not None
+                else "global" if trigger.kind == "smooth" else trigger.kind)
         kinds[i, STAMPS.index(kind)] = 1.0
         if kind == "warp":
             flows[i] = trigger.pattern

@@ -201,6 +201,43 @@ def test_warp_resamples_as_wanet_does():
     np.testing.assert_allclose(moved[:, :, -1], x[:, :, -1], atol=1e-6)
 
 
+def _reader(direction):
+    """A linear two-class model on 32x32x3 images whose class 0 wins only when the image's
+    projection on `direction` exceeds mid-grey's by 0.05: the smallest additive trigger of
+    class 0 lies along `direction`."""
+    unit = (direction / np.linalg.norm(direction)).reshape(-1).astype("float32")
+    inputs = keras.Input((32, 32, 3))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    kernel = np.zeros((unit.size, 2), "float32")
+    kernel[:, 0] = 40.0 * unit
+    dense.set_weights([kernel, np.array([-40.0 * (0.5 * unit.sum() + 0.05), 0.0], "float32")])
+    return model
+
+
+def test_smooth_trigger_follows_a_low_frequency_direction_and_not_a_fine_one():
+    rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    smooth = np.cos(np.pi * rows / 31)[..., None] * np.cos(np.pi * cols / 31)[..., None] * [
+        1.0, 0.5, -1.0]
+    checker = ((-1.0) ** (rows + cols))[..., None] * np.ones(3)
+    x = 0.5 + np.random.default_rng(3).uniform(-0.05, 0.05, (16, 32, 32, 3)).astype("float32")
+    cosines = {}
+    for name, direction in (("smooth", smooth), ("checker", checker)):
+        model = _reader(direction)
+        labels = np.argmax(model.predict(x, verbose=0), -1)
+        assert (labels == 1).all()
+        found = inversion.invert_triggers(model, x, labels, steps=60, batch_size=8, classes=[0],
+                                          verbose=False)
+        cosines[name] = {kind: float(np.sum(found[kind][0].pattern * direction) / (
+            np.linalg.norm(found[kind][0].pattern) * np.linalg.norm(direction)))
+            for kind in ("global", "smooth")}
+        if name == "smooth":
+            assert inversion.flip_rates(model, found["smooth"], x, labels)[0].flip_rate > 0.9
+    assert cosines["smooth"]["smooth"] > 0.9 and cosines["smooth"]["global"] > 0.9, cosines
+    # A pixel-level pattern lies outside the smooth family: only the global kind follows it.
+    assert cosines["checker"]["global"] > 0.9 and abs(cosines["checker"]["smooth"]) < 0.2, cosines
+
+
 def test_unlearning_stamps_every_kind_as_the_trigger_does():
     from kcc import unlearning
 
@@ -211,6 +248,7 @@ def test_unlearning_stamps_every_kind_as_the_trigger_does():
     triggers = [inversion.Trigger("local", 1, rng.random((8, 8, 3)).astype("float32"), mask),
                 inversion.Trigger("global", 1, rng.normal(0, 0.2, (8, 8, 3)).astype("float32")),
                 inversion.Trigger("warp", 1, rng.normal(0, 1.5, (8, 8, 2)).astype("float32")),
+                inversion.Trigger("smooth", 1, rng.normal(0, 0.2, (8, 8, 3)).astype("float32")),
                 inversion.Trigger("blend", 1, rng.random((8, 8, 3)).astype("float32"),
                                   np.full((8, 8, 1), 0.2, "float32"), 0.2),
                 inversion.Trigger("quantise", 1, np.zeros((8, 8, 1), "float32"), None, 0.2),

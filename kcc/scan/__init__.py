@@ -7,8 +7,9 @@ No image from any dataset is touched. Two independent signals, each a plain func
    optimised inputs reach from uniform noise.
 2. **Trigger inversion** (`kcc.scan.inversion`, Neural Cleanse-style) on images synthesised
    from the model's own BatchNorm statistics (`kcc.synthesis`): per class, the smallest local
-   (mask and pattern), global (additive) and warp (smooth displacement) triggers that send the
-   other classes' images to it, and how many held-aside synthetic images each trigger flips.
+   (mask and pattern), global (additive), warp (smooth displacement) and smooth (low-frequency
+   additive) triggers that send the other classes' images to it, and how many held-aside
+   synthetic images each trigger flips.
 
 Beside the verdict, not part of it: each inverted class's max-margin image blended into the
 held-aside synthetic images (`max_margin.blend_trigger`), the smallest weight that sends them to
@@ -18,7 +19,7 @@ on its inverse). `kcc.recipe` unlearns the blended image of a target whose p-val
 held-aside images to the class and the share it sends (`quantise_trigger_size`, the step, and
 `quantise_trigger_flip_rate`; `kcc.scan.quantisation`), a trigger family that the inversions
 cannot express (BppAttack). Neither votes: `ALPHA` and the budgets were chosen on the zoo with
-the four signals.
+the first four signals; the smooth trigger, a fifth, was added later with them unchanged.
 
 Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the inverse
 of a trigger's size, `trigger_statistic`), and `kcc.scan.anomaly.p_values` tests it as MM-BD
@@ -63,7 +64,7 @@ MAX_INVERTED = 10
 #: Images per step of the margin ascent, over all classes; with more classes each gets fewer.
 MARGIN_BATCH = 512
 
-SIGNALS = ("max_margin", "local_trigger", "global_trigger", "warp_trigger")
+SIGNALS = ("max_margin", *(f"{kind}_trigger" for kind in inversion.KINDS))
 #: Named budgets of `scan`: "full" is its defaults (MM-BD's 30 images x 300 steps), "cpu" what
 #: `flags/scan_cpu.flags` sets (a width-16 ResNet-18 in minutes on 2 CPU cores).
 BUDGETS = {
@@ -247,8 +248,9 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         seconds["synthesis"] = time.time() - t
         t = time.time()
         half = len(images) // 2
-        say(f"[3/3] inverting a local, a global and a warp trigger for {len(candidates)} "
-            f"classes ({inversion_steps} steps, {half} images; {len(images) - half} held aside)")
+        say(f"[3/3] inverting a local, a global, a warp and a smooth trigger for "
+            f"{len(candidates)} classes ({inversion_steps} steps, {half} images; "
+            f"{len(images) - half} held aside)")
         inverted = inversion.invert_triggers(model, images[:half], labels[:half],
                                              steps=inversion_steps,
                                              batch_size=inversion_batch_size, seed=seed,
@@ -336,8 +338,9 @@ def save_triggers(report, folder, scale=8):
     (`margin_class{k}.png`: what most drives the class); returns the paths written.
 
     A local trigger's PNG is its pattern shown through its mask (`mask * pattern` on black); a
-    global trigger's is its perturbation mapped to [0, 1] around mid-grey; a warp trigger's is
-    its flow, the column displacement in red and the row displacement in green around mid-grey.
+    global or smooth trigger's is its perturbation mapped to [0, 1] around mid-grey; a warp
+    trigger's is its flow, the column displacement in red and the row displacement in green
+    around mid-grey.
     """
     from PIL import Image
 

@@ -111,9 +111,10 @@ def summary(report):
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-    legend = ("max margin: the largest logit margin reached (MM-BD); local/global/warp "
+    legend = ("max margin: the largest logit margin reached (MM-BD); local/global/warp/smooth "
               "trigger: 1 / size of the smallest trigger found (mask pixels / L2 norm of the "
-              "perturbation / mean displacement in pixels). Larger = more suspicious.")
+              "perturbation / mean displacement in pixels / L2 norm of the smooth perturbation). "
+              "Larger = more suspicious.")
     return "\n".join([*lines, legend, f"seconds: {report.seconds}"])
 
 

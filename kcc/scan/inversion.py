@@ -1,6 +1,6 @@
 """Trigger inversion: the smallest input change that sends images to a class, for every class.
 
-Three trigger shapes are reverse-engineered for every candidate target class `k`, jointly for all
+Four trigger shapes are reverse-engineered for every candidate target class `k`, jointly for all
 classes in one batched optimisation over images `x` the model does not assign to `k`:
 
 * a local (patch) trigger, Neural Cleanse's mask and pattern,
@@ -22,19 +22,35 @@ classes in one batched optimisation over images `x` the model does not assign to
   mask nor an additive perturbation reproduces it, so without this shape the recipe had no
   trigger to unlearn on WaNet (`benchmarks/results/recipe_zoo.md`, revision 1).
 
+* a smooth (low-frequency) additive trigger, `x' = clip(x + s_k, 0, 1)` with `s_k = B g_k B^T`
+  `(H, W, C)` the bicubic upsampling of a `SMOOTH_GRID x SMOOTH_GRID x C` control grid `g_k`:
+
+      min  CE(F(x'), k) + lambda_global * ||s_k||_2
+
+  The global kind can express such a trigger but does not find it: on `lf_all2one` (LF's
+  trigger, L2 norm 4.0, 99.9% of its energy within 4 cycles per image) the global trigger
+  inverted for its target on 896 synthetic images has norm 5.3, a quarter of its energy at low
+  frequencies and cosine 0.12 with the real one, and unlearning it with the local one left
+  test ASR at 42%; a smooth one (bilinear there) has norm 2.6 against the other classes'
+  5.1-11.1 and cosine 0.49 (`benchmarks/results/probes/lf.json`). In the scan (CPU budget)
+  the target's smooth trigger measures 2.8 against 5.2-9.5; on the zoo's clean models every
+  class's measures 6.5-11.4 (`benchmarks/results/scan_zoo.md`).
+
 A backdoor target needs a much smaller trigger than the other classes (and its trigger still
 flips images it was not fitted on). With a fixed penalty the optimisation settles where a
 trigger flips only part of the images, so, as Neural Cleanse keeps the smallest mask that
 reaches its attack-success goal, the triggers are checked `CHECKS` times on the images they are
 fitted on and each class keeps the smallest trigger that flipped at least `FLIP_GOAL` of them
 (or, if none did, the one that flipped most). `size` is the mask's L1 norm in pixels (local),
-the L2 norm of `d_k` in [0, 1] pixel units (global) or the mean displacement in pixels (warp);
-`flip_rate` is measured on held-aside images.
+the L2 norm of `d_k` or `s_k` in [0, 1] pixel units (global, smooth) or the mean displacement
+in pixels (warp); `flip_rate` is measured on held-aside images.
 
 References: Wang et al., "Neural Cleanse: Identifying and Mitigating Backdoor Attacks in
 Neural Networks", IEEE S&P 2019 (mask and pattern; here with a fixed penalty weight); Nguyen
 and Tran, "WaNet - Imperceptible Warping-based Backdoor Attack", ICLR 2021 (the warp family:
-a bicubic-upsampled control grid, bilinear resampling); inverting it per class is kcc's.
+a bicubic-upsampled control grid, bilinear resampling); Zeng et al., "Rethinking the Backdoor
+Attacks' Triggers: A Frequency Perspective", ICCV 2021 (low-frequency triggers). Inverting the
+warp and smooth families per class is kcc's.
 """
 
 import dataclasses
@@ -47,7 +63,7 @@ from kcc import parallel
 from kcc import progress as progress_lib
 from kcc.attacks.wanet import bicubic_matrix
 
-KINDS = ("local", "global", "warp")
+KINDS = ("local", "global", "warp", "smooth")
 #: Times the triggers are checked during inversion (evenly spaced; the last at the end).
 CHECKS = 5
 #: Share of the fitting images a trigger must flip to be kept in preference to a larger one.
@@ -57,6 +73,9 @@ FLIP_GOAL = 0.9
 MASK_START = -6.0
 #: Side of the control grid of a warp trigger (WaNet's k = 4).
 WARP_GRID = 4
+#: Side of the control grid of a smooth trigger: 8 points carry up to 4 cycles per image side,
+#: where LF's trigger has 99.9% of its energy (`benchmarks/results/probes/lf.json`).
+SMOOTH_GRID = 8
 
 
 def warp(x, flow):
@@ -136,20 +155,21 @@ class Trigger:
 
 
 class TriggerInversion(keras.Model):
-    """Local, global and warp triggers for every class, optimised together by `fit`.
+    """Local, global, warp and smooth triggers for every class, optimised together by `fit`.
 
     Trainable weights: mask logits `(K', H, W, 1)`, pattern logits `(K', H, W, C)` (both
-    through a sigmoid), perturbations `(K', H, W, C)` and warp control offsets
-    `(K', WARP_GRID, WARP_GRID, 2)` in pixels. `fit` takes images `(B, H, W, C)` and their labels
-    `(B,)` (the model's own predictions); every image is stamped with every candidate's three
-    triggers, `3 * K' * B` images per step, and an image counts for target `k` only if its label
+    through a sigmoid), perturbations `(K', H, W, C)`, warp control offsets
+    `(K', WARP_GRID, WARP_GRID, 2)` in pixels and smooth control values
+    `(K', SMOOTH_GRID, SMOOTH_GRID, C)`. `fit` takes images `(B, H, W, C)` and their labels
+    `(B,)` (the model's own predictions); every image is stamped with every candidate's four
+    triggers, `4 * K' * B` images per step, and an image counts for target `k` only if its label
     is not `k`.
 
     Args:
         classifier: the suspect, producing logits `(B, K)` (frozen, inference mode).
         classes: the candidate target classes (default: all `K`); `K'` of them below.
         lambda_mask: penalty per unit of mask L1 norm (pixels).
-        lambda_global: penalty per unit of perturbation L2 norm.
+        lambda_global: penalty per unit of perturbation L2 norm (global and smooth).
         lambda_warp: penalty per pixel of mean displacement.
     """
 
@@ -162,7 +182,7 @@ class TriggerInversion(keras.Model):
         k = len(self.classes)
         h, w, c = classifier.inputs[0].shape[1:]
         self.lambdas = {"local": float(lambda_mask), "global": float(lambda_global),
-                        "warp": float(lambda_warp)}
+                        "warp": float(lambda_warp), "smooth": float(lambda_global)}
         self.mask_logits = self.add_weight(
             shape=(k, h, w, 1), initializer=keras.initializers.Constant(MASK_START),
             name="mask_logits")
@@ -172,8 +192,11 @@ class TriggerInversion(keras.Model):
             shape=(k, h, w, c), initializer="zeros", name="perturbations")
         self.warp_control = self.add_weight(
             shape=(k, WARP_GRID, WARP_GRID, 2), initializer="zeros", name="warp_control")
-        self.upsample_rows = bicubic_matrix(WARP_GRID, h).astype(np.float32)
-        self.upsample_cols = bicubic_matrix(WARP_GRID, w).astype(np.float32)
+        self.smooth_control = self.add_weight(
+            shape=(k, SMOOTH_GRID, SMOOTH_GRID, c), initializer="zeros", name="smooth_control")
+        self.upsample = {grid: (bicubic_matrix(grid, h).astype(np.float32),
+                                bicubic_matrix(grid, w).astype(np.float32))
+                         for grid in (WARP_GRID, SMOOTH_GRID)}
 
     def masks(self):
         return ops.sigmoid(self.mask_logits)
@@ -181,32 +204,47 @@ class TriggerInversion(keras.Model):
     def patterns(self):
         return ops.sigmoid(self.pattern_logits)
 
+    def _upsampled(self, control):
+        rows, cols = self.upsample[control.shape[1]]
+        return ops.einsum("hi,kijc,wj->khwc", rows, control, cols)
+
     def flows(self):
         """`(K', H, W, 2)`: the warp triggers' displacements in pixels."""
-        return ops.einsum("hi,kijc,wj->khwc", self.upsample_rows, self.warp_control,
-                          self.upsample_cols)
+        return self._upsampled(self.warp_control)
+
+    def smooth_perturbations(self):
+        """`(K', H, W, C)`: the smooth triggers' additive perturbations."""
+        return self._upsampled(self.smooth_control)
 
     def sizes(self):
         """`{kind: (K',)}`: each trigger's size as in the module docstring."""
+        def l2(d):
+            return ops.sqrt(ops.sum(ops.square(d), axis=(1, 2, 3)) + 1e-12)
+
         flows = self.flows()
         return {
             "local": ops.sum(self.masks(), axis=(1, 2, 3)),
-            "global": ops.sqrt(ops.sum(ops.square(self.perturbations), axis=(1, 2, 3)) + 1e-12),
+            "global": l2(self.perturbations),
             "warp": ops.mean(ops.sqrt(ops.sum(ops.square(flows), axis=-1) + 1e-12),
                              axis=(1, 2)),
+            "smooth": l2(self.smooth_perturbations()),
         }
 
     def stamp(self, x):
-        """`x` `(B, H, W, C)` -> `(3 * K * B, H, W, C)`: local, global, then warp triggers."""
+        """`x` `(B, H, W, C)` -> `(4 * K * B, H, W, C)`: local, global, warp, then smooth
+        triggers (the order of `KINDS`)."""
         k, shape = len(self.classes), tuple(x.shape[1:])
         m, p = self.masks()[:, None], self.patterns()[:, None]
         local = ops.reshape((1.0 - m) * x[None] + m * p, (-1, *shape))
-        global_ = ops.reshape(ops.clip(x[None] + self.perturbations[:, None], 0.0, 1.0),
-                              (-1, *shape))
+
+        def added(d):
+            return ops.reshape(ops.clip(x[None] + d[:, None], 0.0, 1.0), (-1, *shape))
+
         batch = ops.shape(x)[0]
         flows = ops.repeat(self.flows(), batch, axis=0)  # (K * B, H, W, 2)
         warped = warp(ops.tile(x, (k, 1, 1, 1)), flows)
-        return ops.concatenate([local, global_, warped], axis=0)
+        return ops.concatenate([local, added(self.perturbations), warped,
+                                added(self.smooth_perturbations())], axis=0)
 
     def call(self, x, training=False):
         return self.classifier(self.stamp(x), training=False)
@@ -235,7 +273,8 @@ class TriggerInversion(keras.Model):
         masks = ops.convert_to_numpy(self.masks()).astype(np.float32)
         shapes = {"local": ops.convert_to_numpy(self.patterns()),
                   "global": ops.convert_to_numpy(self.perturbations),
-                  "warp": ops.convert_to_numpy(self.flows())}
+                  "warp": ops.convert_to_numpy(self.flows()),
+                  "smooth": ops.convert_to_numpy(self.smooth_perturbations())}
         sizes = {kind: ops.convert_to_numpy(v) for kind, v in self.sizes().items()}
         return {kind: [Trigger(kind, int(t), shapes[kind][i].astype(np.float32),
                                masks[i] if kind == "local" else None, float(sizes[kind][i]))
@@ -315,7 +354,7 @@ def better(new, old):
 def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_rate=0.1,
                     lambda_mask=0.01, lambda_global=0.1, lambda_warp=0.5, classes=None, seed=0,
                     verbose=True, distribution=None):
-    """Inverts a local, a global and a warp trigger for every class of `model` (module doc).
+    """Inverts a trigger of every kind of `KINDS` for every class of `model` (module doc).
 
     Args:
         model: a Keras classifier on [0, 1] images, producing logits (not modified).
@@ -336,7 +375,7 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
             up to float rounding.
 
     Returns:
-        `{"local": [Trigger], "global": [Trigger], "warp": [Trigger]}`, one per candidate class
+        `{kind: [Trigger]}` for every kind of `KINDS`, one per candidate class
         and kind, each the smallest that reached `FLIP_GOAL` at one of the `CHECKS` checks (flip
         rates not yet measured).
     """
