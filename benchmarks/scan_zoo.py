@@ -157,7 +157,7 @@ DISCUSSION = [
     "  against 5.79+ of 43 classes) but not an outlying one (p 0.76). SIG is still missed",
     "  (its sinusoid has 6 cycles per image, beyond the grid). Inversion time rose by about a",
     "  third (every image is stamped with four triggers per class): the CIFAR-10 ResNet-18",
-    "  scans took 131-197 s, VGG-19-BN 203 s, GTSRB 171-178 s, with three to four jobs on",
+    "  scans took 130-201 s, VGG-19-BN 203 s, GTSRB 171-178 s, with three to four jobs on",
     "  two cores; the MobileNetV2s took longer still (see the table).",
 ]
 
