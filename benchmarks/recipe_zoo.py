@@ -79,7 +79,12 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #:     global and warp ones (`kcc.scan.inversion`); a suspected target's is unlearned when its
 #:     own signal flagged the class (`probes/lf.json`). Where the scan's verdict and chosen kinds
 #:     are those of revision 20, so are the triggers unlearned.
-REVISION = 21
+#: 22. The scan counts an inverted trigger's p-value only when the trigger sends at least half
+#:     of the held-aside synthetic images to its class (`kcc.scan.MIN_FLIP_RATE`): classes
+#:     flagged by a warp that worked only on its fitting images (`lf_all2one`'s 3, 5, 8,
+#:     `badnets_all2one`'s and `badnets_vgg19_bn`'s 5) are no longer targets, so their
+#:     triggers are not unlearned. Where the targets are revision 21's, so is the recipe.
+REVISION = 22
 
 
 def _budget():
@@ -490,6 +495,20 @@ NOTES = [
     "  one. Not so for `adaptive_badnets_all2one` and `badnets_all2one` at cr 3 and 4 (smooth",
     "  flagged), nor the rows from the earlier machine whose scans differ: revision-21 rows for",
     "  them are still to run.",
+    "* Revision 22 (2026-12-06, AVX-512 machine, one core each, both cores running rows):",
+    "  the scan counts an inverted trigger's p-value only when the trigger sends at least half",
+    "  of its held-aside synthetic images to the class (`kcc.scan.MIN_FLIP_RATE`;",
+    "  `scan_zoo.md`). The extra targets that revision 21 unlearned warps for are gone:",
+    "  `lf_all2one` (3, 5, 8) 74.80% / 25.67% against 72.30% / 42.56% (21.22% after",
+    "  re-estimation, 26.11% after the fine-tune; the probe's local + global + smooth run gave",
+    "  74.5% / 26.3%, `probes/lf.json`): better on both, still not removed.",
+    "  `badnets_all2one` (5): 76.20% / 0.56% against 74.60% / 0.11% (+1.6 points of ACC).",
+    "  `badnets_vgg19_bn` (5): 75.40% / 0.44% against revision 20's 75.70% / 0.56%. Revision-21",
+    "  rows run this session for models whose targets the gate leaves as they were (so they",
+    "  stand for revision 22): `adaptive_badnets_all2one` 76.50% / 0.22% (revision 20: 77.50% /",
+    "  0.56%; the smooth trigger is unlearned now), `blended_all2one` 75.80% / 1.67% (75.60% /",
+    "  1.89%), `adaptive_blended_all2one` 74.70% / 7.89% (75.40% / 12.89% on the earlier",
+    "  machine; 10.11% after re-estimation). Every row took 747-842 s with both cores busy.",
     "* Revision-20 rows added 2026-12-05 (AVX-512 machine; the other core ran a probe and the",
     "  re-scan): `sig_all2one` not flagged, refitted, backdoor kept (77.20% / 98.89%);",
     "  `clean` refitted 83.30% (suspect 84.70%); `adaptive_badnets_all2one` 77.50% / 0.56%;",

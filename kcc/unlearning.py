@@ -288,19 +288,14 @@ class SyntheticValidation(keras.callbacks.Callback):
 
     def measure(self):
         """`(agreement, trigger_rate, held_out_trigger_rate)` of the student now."""
-        def predict(x):
-            return np.argmax(parallel.predict(self.student, x, 512), -1)
-
         def rate(triggers):
-            rates = []
-            for trigger in triggers:
-                keep = self.teacher_labels != trigger.target
-                if keep.any():
-                    rates.append(np.mean(predict(trigger.apply(self.images[keep]))
-                                         == trigger.target))
-            return float(max(rates)) if rates else 0.0
+            rates = [inversion.flip_rate(self.student, trigger, self.images, self.teacher_labels)
+                     for trigger in triggers]
+            rates = [r for r in rates if not np.isnan(r)]
+            return max(rates) if rates else 0.0
 
-        agreement = float(np.mean(predict(self.images) == self.teacher_labels))
+        predicted = np.argmax(parallel.predict(self.student, self.images, 512), -1)
+        agreement = float(np.mean(predicted == self.teacher_labels))
         return agreement, rate(self.triggers), rate(self.held_out_triggers)
 
     def _consider(self, epoch, logs):

@@ -106,6 +106,20 @@ def test_anomaly_test_flags_one_outlier_and_not_a_spread():
     assert anomaly.p_values(two)[1] == [4, 7]
 
 
+def test_a_trigger_that_flips_few_held_aside_images_does_not_count():
+    # Class 1's warp trigger is anomalously small but works only on its fitting images; class
+    # 2's local trigger is anomalous and flips most held-aside images; class 0 has the margin.
+    p = {"max_margin": np.array([1e-4, 1.0, 1.0]),
+         "local_trigger": np.array([1.0, 1.0, 1e-3]),
+         "warp_trigger": np.array([1.0, 1e-3, 1.0])}
+    flips = {"local_trigger": np.array([0.9, 0.9, scan_lib.MIN_FLIP_RATE]),
+             "warp_trigger": np.array([0.1, scan_lib.MIN_FLIP_RATE - 0.01, np.nan])}
+    combined = scan_lib.combined_p_values(p, flips)
+    np.testing.assert_allclose(combined, [3e-4, 1.0, 3e-3])
+    # Without flip rates every signal counts: plain Bonferroni over the three.
+    np.testing.assert_allclose(scan_lib.combined_p_values(p, {}), [3e-4, 3e-3, 3e-3])
+
+
 def test_max_margin_keeps_the_image_that_reached_each_margin(models):
     model = models["backdoored"]
     margins, images = max_margin.max_margin(model, images_per_class=3, steps=20, verbose=False)

@@ -294,15 +294,19 @@ def flip_rates(model, triggers, images, labels, batch_size=512):
     Returns:
         the triggers, updated in place.
     """
-    labels = np.asarray(labels)
     for trigger in triggers:
-        keep = labels != trigger.target
-        if not keep.any():
-            trigger.flip_rate = float("nan")
-            continue
-        logits = parallel.predict(model, trigger.apply(images[keep]), batch_size)
-        trigger.flip_rate = float(np.mean(np.argmax(logits, -1) == trigger.target))
+        trigger.flip_rate = flip_rate(model, trigger, images, labels, batch_size)
     return triggers
+
+
+def flip_rate(model, trigger, images, labels, batch_size=512):
+    """The share of `images` `(N, H, W, C)` whose `labels` `(N,)` differ from the trigger's
+    target that `model` sends to the target once stamped; NaN when every label is the target."""
+    keep = np.asarray(labels) != trigger.target
+    if not keep.any():
+        return float("nan")
+    logits = parallel.predict(model, trigger.apply(images[keep]), batch_size)
+    return float(np.mean(np.argmax(logits, -1) == trigger.target))
 
 
 class KeepSmallestEffective(keras.callbacks.Callback):
