@@ -379,7 +379,11 @@ def suspected_triggers(report):
     For every suspected target, its triggers of the kinds whose own signal found that class
     anomalous (`{kind}_trigger_p` below the scan's level), or of every kind when only the margin
     flagged it. A kind that did not stand out for a class is no smaller there than for the other
-    classes, so it is no evidence of the backdoor. Revision 3 of `benchmarks/recipe_zoo.py`
+    classes, so it is no evidence of the backdoor. A kind is chosen by its own p-value whatever
+    its trigger's flip rate on the scan's few held-aside images (`kcc.scan.MIN_FLIP_RATE` gates
+    the verdict only): the triggers are inverted again on the recipe's images, and on
+    `badnets_all2one` the scan's class-0 patch flips 4% of them while a patch is the attack's
+    trigger. Revision 3 of `benchmarks/recipe_zoo.py`
     unlearned every kind of every suspected target: on `wanet_all2one` (targets 0, 3 and 5,
     nine triggers) the held-aside trigger rate, the largest over the nine, stayed at 0.84-0.98
     through distillation and the undistilled student was kept (ASR 94.9%). Up to revision 8,

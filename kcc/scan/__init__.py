@@ -64,7 +64,7 @@ MIN_RATIO = 1.5
 #: trigger that works only on the images it was fitted on is not evidence of a backdoor. Set on
 #: the zoo's scans (`benchmarks/results/scan_zoo.md`): every class flagged by such a trigger
 #: alone was not the attack's target (warp triggers flipping 0-17%); every target stays flagged
-#: by its margin or by a trigger flipping 85% or more (any gate from 0.18 to 0.84 gives the same
+#: by its margin or by a trigger flipping 84.6% or more (any gate from 0.17 to 0.84 gives the same
 #: verdicts there).
 MIN_FLIP_RATE = 0.5
 #: Classes above which trigger inversion runs only on the `MAX_INVERTED` classes with the

@@ -40,7 +40,8 @@ HELP = cli.Help(
             "what the trigger looks like, without any data: the maximum logit margin each "
             "class can reach (MM-BD) and the smallest trigger that sends other classes' images "
             "to it, reverse-engineered on images synthesised from the model's own BatchNorm "
-            "statistics. A class that stands out in either is a suspected target.",
+            "statistics. A class that stands out in either is a suspected target (a trigger only "
+            "if it also works on held-aside synthetic images).",
     examples=[
         "python -m kcc.scan --model=suspect.keras",
         "python -m kcc.scan --model=suspect.keras --flagfile=flags/scan_cpu.flags --json",
@@ -114,7 +115,8 @@ def summary(report):
     legend = ("max margin: the largest logit margin reached (MM-BD); local/global/warp/smooth "
               "trigger: 1 / size of the smallest trigger found (mask pixels / L2 norm of the "
               "perturbation / mean displacement in pixels / L2 norm of the smooth perturbation). "
-              "Larger = more suspicious.")
+              "Larger = more suspicious. A trigger's p-value counts towards p only when the "
+              "trigger sends at least half of the held-aside synthetic images to the class.")
     return "\n".join([*lines, legend, f"seconds: {report.seconds}"])
 
 
