@@ -60,7 +60,7 @@ STAMPED_PER_CLEAN = 4
 #: An epoch is kept only if its held-aside trigger rate is at most this multiple of the lowest
 #: rate of the run (`SyntheticValidation`, where the measurements behind 1.5 are).
 RATE_SLACK = 1.5
-#: How `UnlearningDistiller` stamps a trigger; a smooth trigger is added as a global one.
+#: How `UnlearningDistiller` stamps a trigger: the values of `Trigger.stamping`.
 STAMPS = ("local", "global", "warp", "quantise")
 
 
@@ -82,8 +82,7 @@ def stack_triggers(triggers, image_shape):
     steps = np.ones((len(triggers),), np.float32)
     kinds = np.zeros((len(triggers), len(STAMPS)), np.float32)
     for i, trigger in enumerate(triggers):
-        kind = ("local" if trigger.mask is not None
-                else "global" if trigger.kind == "smooth" else trigger.kind)
+        kind = trigger.stamping
         kinds[i, STAMPS.index(kind)] = 1.0
         if kind == "warp":
             flows[i] = trigger.pattern

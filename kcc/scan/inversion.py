@@ -117,18 +117,18 @@ class Trigger:
 
     Attributes:
         kind: `"local"` (mask and pattern), `"global"` (additive perturbation), `"warp"`,
-            `"blend"` (an image blended in at one weight everywhere,
-            `kcc.scan.max_margin.blend_trigger`) or `"quantise"` (colour quantisation,
-            `kcc.scan.quantisation`).
+            `"smooth"` (a low-frequency additive perturbation), `"blend"` (an image blended
+            in at one weight everywhere, `kcc.scan.max_margin.blend_trigger`) or `"quantise"`
+            (colour quantisation, `kcc.scan.quantisation`).
         target: the class the trigger sends images to.
         pattern: the pattern `(H, W, C)` in [0, 1] (local, blend), the perturbation
-            `(H, W, C)` (global), the flow `(H, W, 2)` in pixels (warp, see `warp`) or the
+            `(H, W, C)` (global, smooth), the flow `(H, W, 2)` in pixels (warp, see `warp`) or the
             dither offsets `(H, W, 1)` in steps (quantise).
         mask: `(H, W, 1)` in [0, 1] for a local or blend trigger (stamped as
             `(1 - mask) * x + mask * pattern`), None otherwise.
-        size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global), mean
-            displacement in pixels (warp), the blend weight (blend), the rounding step in
-            [0, 1] pixel units (quantise).
+        size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global,
+            smooth), mean displacement in pixels (warp), the blend weight (blend), the rounding
+            step in [0, 1] pixel units (quantise).
         flip_rate: fraction of held-aside images (not of the target class) it sends to the
             target, or None before it is measured.
     """
@@ -140,14 +140,24 @@ class Trigger:
     size: float = 0.0
     flip_rate: float = None
 
+    @property
+    def stamping(self):
+        """How the trigger is stamped: `"local"` for any with a mask (`(1 - mask) * x + mask *
+        pattern`), `"global"` for the additive kinds (global and smooth: `clip(x + pattern, 0,
+        1)`), otherwise its kind (`"warp"`, `"quantise"`)."""
+        if self.mask is not None:
+            return "local"
+        return "global" if self.kind == "smooth" else self.kind
+
     def apply(self, x):
         """Stamps the trigger on images `x` `(N, H, W, C)` in [0, 1]; returns float32."""
         x = np.asarray(x, np.float32)
-        if self.mask is not None:
+        stamping = self.stamping
+        if stamping == "local":
             return ((1.0 - self.mask) * x + self.mask * self.pattern).astype(np.float32)
-        if self.kind == "warp":
+        if stamping == "warp":
             return ops.convert_to_numpy(warp(ops.convert_to_tensor(x), self.pattern[None]))
-        if self.kind == "quantise":
+        if stamping == "quantise":
             from kcc.scan import quantisation  # it builds on this module
 
             return ops.convert_to_numpy(quantisation.quantise(x, self.size, self.pattern))
