@@ -288,6 +288,16 @@ def reinverted(model, triggers, images, settings, seed=0, verbose=True, labels=N
     patch had flagged (ASR 55.22% against 41.44% with the patch alone), and cost Trojan 1.8
     points of ACC.
 
+    A trigger inverted so is one way into the backdoor, not the attack's trigger, and where the
+    two differ unlearning one leaves the other: on `lf_all2one` (cr 2) the smooth triggers
+    inverted for class 0 reach it as well as LF's own (96-100% of the test slice) along other
+    directions (cosine 0.22-0.45 with it), and test ASR stays at 25.67%, where unlearning
+    LF's own trigger (an oracle) leaves 3.11% at the same ACC. Three seeds' triggers, every
+    trigger on a full share of the stamped images, and inverting again on the student every
+    five epochs (I-BAU's alternation; held to the original sizes or not) left 18.8-25.7% and
+    cost up to 5.8 points of ACC (`benchmarks/results/probes/refresh.json`,
+    `trigger_fidelity.json`).
+
     `labels` are the suspect's classes of `images` `(N,)` (None: predicted here); the same holds
     for `blend_triggers` and `quantisation_triggers`.
 

@@ -136,11 +136,16 @@ class UnlearningDistiller(keras.Model):
                              f"temperature={temperature}, unlearning_weight={unlearning_weight}.")
         self.teacher, self.student = teacher, student
         self.temperature, self.unlearning_weight = float(temperature), float(unlearning_weight)
-        shape = tuple(student.inputs[0].shape[1:])
-        self.stacked = stack_triggers(list(triggers), shape)
-        self.num_triggers = len(self.stacked[0])
-        self.any_warp = bool(self.stacked[-1][:, STAMPS.index("warp")].any())
-        self.any_quantise = bool(self.stacked[-1][:, STAMPS.index("quantise")].any())
+        self.image_shape = tuple(student.inputs[0].shape[1:])
+        stacked = stack_triggers(list(triggers), self.image_shape)
+        self.num_triggers = len(stacked[0])
+        self.any_warp = bool(stacked[-1][:, STAMPS.index("warp")].any())
+        self.any_quantise = bool(stacked[-1][:, STAMPS.index("quantise")].any())
+        # Variables, so that `set_triggers` can swap triggers between epochs without tracing
+        # the training step again.
+        self.stacked = [keras.Variable(a, trainable=False, name=f"trigger_{name}")
+                        for a, name in zip(stacked, ("masks", "patterns", "flows", "steps",
+                                                     "kinds"))]
         num_classes = int(teacher.outputs[0].shape[-1])
         self.targets = np.zeros((num_classes,), np.float32)
         self.targets[sorted({t.target for t in triggers})] = 1.0
@@ -161,14 +166,26 @@ class UnlearningDistiller(keras.Model):
         self.unlearning_tracker = keras.metrics.Mean(name="unlearning")
         self.built = True  # both models are built; the augmentation layers have no weights
 
+    def set_triggers(self, triggers):
+        """Replaces the triggers unlearned from the next step on: as many as before, each
+        stamped as the one it replaces (`Trigger.stamping`). A callback may call it between
+        epochs (`benchmarks/results/probes/probe_refresh.py` re-inverts the triggers on the
+        student so); the training step is not traced again."""
+        stacked = stack_triggers(list(triggers), self.image_shape)
+        if len(stacked[0]) != self.num_triggers or not np.array_equal(
+                stacked[-1], ops.convert_to_numpy(self.stacked[-1])):
+            raise ValueError("set_triggers needs as many triggers as before, each stamped as "
+                             "the one it replaces.")
+        for variable, value in zip(self.stacked, stacked):
+            variable.assign(value)
+
     def stamp(self, x):
         """Every image of `x` with one trigger drawn at random; `x` itself without triggers."""
         if not self.num_triggers:
             return x
         pick = keras.random.randint((ops.shape(x)[0],), 0, self.num_triggers,
                                     seed=self.seed_generator)
-        m, p, f, s, kind = (ops.take(ops.convert_to_tensor(a), pick, axis=0)
-                            for a in self.stacked)
+        m, p, f, s, kind = (ops.take(a, pick, axis=0) for a in self.stacked)
         kind = kind[:, None, None, None, :]
         stamped = kind[..., 0] * ((1.0 - m) * x + m * p) + kind[..., 1] * ops.clip(x + p, 0.0, 1.0)
         if self.any_warp:

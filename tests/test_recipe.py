@@ -402,3 +402,28 @@ def test_distillation_step_is_compiled_on_jax_and_equals_the_step_op_by_op():
     assert result["jit"] == [True, False]
     for a, b in zip(result["compiled"], result["eager"]):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-5)
+
+
+def test_set_triggers_swaps_what_is_stamped():
+    from kcc.scan import inversion
+
+    inputs = keras.Input((4, 4, 2))
+    student = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    x = np.random.default_rng(0).random((32, 4, 4, 2)).astype("float32")
+    blend = inversion.Trigger("blend", 0, np.ones((4, 4, 2), "float32"),
+                              np.full((4, 4, 1), 0.3, "float32"), 0.3)
+    before = inversion.Trigger("global", 1, np.full((4, 4, 2), 0.1, "float32"))
+    after = inversion.Trigger("smooth", 2, np.full((4, 4, 2), -0.2, "float32"))
+    distiller = unlearning.UnlearningDistiller(student, student, [before, blend], augment=False)
+    stamp = keras.ops.convert_to_numpy(distiller.stamp(x))
+    assert any(np.allclose(stamp[i], before.apply(x[i:i + 1])[0]) for i in range(32))
+    distiller.set_triggers([after, blend])  # smooth is stamped as global is: accepted
+    stamp = keras.ops.convert_to_numpy(distiller.stamp(x))
+    for i in range(32):
+        assert (np.allclose(stamp[i], after.apply(x[i:i + 1])[0])
+                or np.allclose(stamp[i], blend.apply(x[i:i + 1])[0]))
+    assert any(np.allclose(stamp[i], after.apply(x[i:i + 1])[0]) for i in range(32))
+    with pytest.raises(ValueError, match="as many triggers"):
+        distiller.set_triggers([after])
+    with pytest.raises(ValueError, match="each stamped as"):
+        distiller.set_triggers([blend, after])
