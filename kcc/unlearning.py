@@ -146,9 +146,8 @@ class UnlearningDistiller(keras.Model):
         self.stacked = [keras.Variable(a, trainable=False, name=f"trigger_{name}")
                         for a, name in zip(stacked, ("masks", "patterns", "flows", "steps",
                                                      "kinds"))]
-        num_classes = int(teacher.outputs[0].shape[-1])
-        self.targets = np.zeros((num_classes,), np.float32)
-        self.targets[sorted({t.target for t in triggers})] = 1.0
+        self.num_classes = int(teacher.outputs[0].shape[-1])
+        self.targets = keras.Variable(self._targets(triggers), trainable=False, name="targets")
         self.augmenter = None
         if augment:
             shift = keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect",
@@ -167,8 +166,9 @@ class UnlearningDistiller(keras.Model):
         self.built = True  # both models are built; the augmentation layers have no weights
 
     def set_triggers(self, triggers):
-        """Replaces the triggers unlearned from the next step on: as many as before, each
-        stamped as the one it replaces (`Trigger.stamping`). A callback may call it between
+        """Replaces the triggers unlearned (and the suspected targets `suppress_targets`
+        lowers: theirs) from the next step on: as many as before, each stamped as the one it
+        replaces (`Trigger.stamping`). A callback may call it between
         epochs (`benchmarks/results/probes/probe_refresh.py` re-inverts the triggers on the
         student so); the training step is not traced again."""
         stacked = stack_triggers(list(triggers), self.image_shape)
@@ -178,13 +178,23 @@ class UnlearningDistiller(keras.Model):
                              "the one it replaces.")
         for variable, value in zip(self.stacked, stacked):
             variable.assign(value)
+        self.targets.assign(self._targets(triggers))
 
-    def stamp(self, x):
-        """Every image of `x` with one trigger drawn at random; `x` itself without triggers."""
+    def _targets(self, triggers):
+        """`(K,)`: 1 for the classes `triggers` send images to (`suppress_targets`)."""
+        targets = np.zeros((self.num_classes,), np.float32)
+        targets[sorted({t.target for t in triggers})] = 1.0
+        return targets
+
+    def stamp(self, x, pick=None):
+        """Every image of `x` with one trigger: the one `pick` `(B,)` names for it (indices
+        into the triggers), or one drawn at random when `pick` is None; `x` itself without
+        triggers."""
         if not self.num_triggers:
             return x
-        pick = keras.random.randint((ops.shape(x)[0],), 0, self.num_triggers,
-                                    seed=self.seed_generator)
+        if pick is None:
+            pick = keras.random.randint((ops.shape(x)[0],), 0, self.num_triggers,
+                                        seed=self.seed_generator)
         m, p, f, s, kind = (ops.take(a, pick, axis=0) for a in self.stacked)
         kind = kind[:, None, None, None, :]
         stamped = kind[..., 0] * ((1.0 - m) * x + m * p) + kind[..., 1] * ops.clip(x + p, 0.0, 1.0)

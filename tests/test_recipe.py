@@ -423,6 +423,8 @@ def test_set_triggers_swaps_what_is_stamped():
         assert (np.allclose(stamp[i], after.apply(x[i:i + 1])[0])
                 or np.allclose(stamp[i], blend.apply(x[i:i + 1])[0]))
     assert any(np.allclose(stamp[i], after.apply(x[i:i + 1])[0]) for i in range(32))
+    # The suspected targets follow the triggers: class 2 now, class 1 no longer.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(distiller.targets), [1, 0, 1])
     with pytest.raises(ValueError, match="as many triggers"):
         distiller.set_triggers([after])
     with pytest.raises(ValueError, match="each stamped as"):

@@ -113,19 +113,9 @@ elif variant == "fullshare":  # every trigger stamped on its own ceil(B / 4) ima
 
     class FullShare(unlearning.UnlearningDistiller):
         def stamp(self, x):
-            t, k = self.num_triggers, ops.shape(x)[0]
-            pick = ops.repeat(ops.arange(t), k)
-            m, p, f, s, kind = (ops.take(a, pick, axis=0) for a in self.stacked)
-            kind = kind[:, None, None, None, :]
-            x = ops.tile(x, (t, 1, 1, 1))
-            stamped = (kind[..., 0] * ((1.0 - m) * x + m * p)
-                       + kind[..., 1] * ops.clip(x + p, 0.0, 1.0))
-            if self.any_warp:
-                stamped = stamped + kind[..., 2] * unlearning.inversion.warp(x, f)
-            if self.any_quantise:
-                stamped = stamped + kind[..., 3] * unlearning.quantisation.quantise(
-                    x, s[:, None, None, None], p[..., :1])
-            return stamped
+            t = self.num_triggers
+            pick = ops.repeat(ops.arange(t), ops.shape(x)[0])
+            return super().stamp(ops.tile(x, (t, 1, 1, 1)), pick)
 
         def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
             teacher, student, stamped = y_pred
