@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kcc import depthwise
 from kcc import flops
 from kcc import parallel
 from kcc import progress as progress_lib
@@ -182,6 +183,7 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
     if num_images < 1 or steps < 1 or batch_size < 2:
         raise ValueError(f"Need num_images >= 1, steps >= 1, batch_size >= 2. Received "
                          f"num_images={num_images}, steps={steps}, batch_size={batch_size}.")
+    model = depthwise.twin(model)  # XLA's grouped convolutions are slow (kcc.depthwise)
     probe, bns = _probe(model)
     targets = [
         (ops.convert_to_numpy(bn.moving_mean).astype(np.float32),

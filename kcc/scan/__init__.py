@@ -45,6 +45,7 @@ import time
 
 import numpy as np
 
+from kcc import depthwise
 from kcc import parallel
 from kcc import synthesis
 from kcc import training
@@ -207,6 +208,7 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         ValueError: the model is not an image classifier with at least two classes.
     """
     num_classes = check_model(model)
+    model = depthwise.twin(model)  # XLA's grouped convolutions are slow (kcc.depthwise)
     distribution = parallel.get(distribution)
     stages = 3 if synthesis.batchnorm_layers(model) else 1
     if stages == 3:

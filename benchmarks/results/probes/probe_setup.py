@@ -55,3 +55,24 @@ def run_recipe(name, cr, out, revision, entry=None, **extra):
     saving.write_json(rows, out)
     print(json.dumps(row["evaluation"]))
     return row
+
+
+def feature_setup(name):
+    """For the feature probes: `zoo.load_entry(name, 100)`, a training-split slice (100 per
+    class, seed 1) and 1,024 synthetic images (100 steps at rate 0.3, seed 0; cached in
+    benchmarks/work/feat/), the first 128 held aside, with the suspect's labels of the rest.
+
+    Returns:
+        `(model, attack, x, y, sidecar, xt, yt, val, train, labels)`."""
+    from kcc import data, synthesis, training
+
+    model, attack, x, y, sidecar = zoo.load_entry(name, 100)
+    xt, yt = data.load(sidecar["dataset"], "train")
+    xt, yt, _ = data.subset(xt, yt, per_class=100, seed=1)
+    cache = f"benchmarks/work/feat/{name}.npz"
+    if not os.path.exists(cache):
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        np.savez(cache, images=synthesis.synthesize(model, 1024, 100, 0.3, 256, 0)[0])
+    images = np.load(cache)["images"]
+    val, train = images[:128], images[128:]
+    return model, attack, x, y, sidecar, xt, yt, val, train, training.predict_labels(model, train)
