@@ -565,6 +565,8 @@ NOTES = [
     "  72.60%, `blended_all2all` 81.40% / 68.30%, `wanet_all2all` 77.70% / 58.90%,",
     "  `inputaware_all2all` 82.70% / 61.50% (all-to-all: not flagged, kept). The",
     "  `inputaware_all2all` synthesis (519 s against 245-275 s) shared its core with a probe.",
+    "  Later the same day (both cores running rows): `clean_vgg19_bn` 82.60% (82.60%; 641 s),",
+    "  `clean_coupled` 83.90% (84.90%; 460 s): the clean bar met at cr 3 too.",
     "* Revision-22 cr-4 rows (2026-12-06, AVX-512 machine, one core each, both cores running",
     "  rows; 695-786 s each): `adaptive_badnets_all2one` 73.50% / 0.44%,",
     "  `gtsrb_badnets_all2one` 84.15% / 0.00% (5.73 under its suspect), `cla_all2one` 67.40% /",
