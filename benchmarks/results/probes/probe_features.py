@@ -54,7 +54,7 @@ def gap(stamped):
 
 
 gaps = {kind: gap(t.apply(others)) for kind, t in triggers.items()}
-real_x = attack.apply(xt[yt != target][:400]) if hasattr(attack, "apply") else None
+real_x = attack.apply(xt[yt != target][:400])
 clean_real = feats(xt[yt != target][:400])
 real_gap = (feats(real_x).mean(0) - clean_real.mean(0)) / (clean_real.std(0) + 1e-6)
 
