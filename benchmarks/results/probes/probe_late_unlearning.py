@@ -1,0 +1,160 @@
+"""Probe: where does the kcc recipe's accuracy go? Unlearning from the refitted student, on the
+last stage only, at other step sizes and optimisers, with better synthetic images.
+
+Distillation on synthetic images is what costs the kcc recipe its accuracy (revision 22, cr 2:
+4-13 points under the suspect on every flagged model), while the closed-form refit alone keeps
+0.6-1.9 points of it but keeps the backdoor. Here the recipe runs up to its distillation once
+per model (`prepare`: truncation, synthesis, scan, the triggers it would unlearn; cached in
+benchmarks/work/late/NAME_crCR.pkl), and then each variant distils with unlearning exactly as
+`kcc.unlearning.distill` does (same loss, schedule, BatchNorm re-estimation and choice of
+epoch), from:
+
+* `START=truncated` (the recipe) or `START=refit` (`kcc.refit` first);
+* `TRAIN=all` or `TRAIN=stageK`: only the layers from the first one named `stageK...` on train
+  (the head included); the frozen layers' BatchNorm runs in inference mode with the suspect's
+  statistics, which the per-epoch re-estimation leaves alone (a frozen BatchNorm ignores
+  `training=True`);
+* `LR`: the peak learning rate (1e-3 in the recipe);
+* `OPT=sgd`: SGD with momentum 0.9 instead of the recipe's Adam (same cosine schedule);
+* `IMAGES`, `STEPS`: the synthetic images' number and steps (1,024 and 100 in the CPU budget);
+* `NOTRIG=1`: nothing unlearned, distillation alone (diagnosis: what distillation itself costs;
+  the held-out triggers are still measured).
+
+After every epoch the test slice's ACC / ASR is recorded for diagnosis only (the choice of
+epoch is `SyntheticValidation`'s, on synthetic images). The kept model is also measured after
+BatchNorm re-estimation on the held-aside synthetic images and after the recipe's 2-epoch
+fine-tune (`kcc.recipe.refreshed`, `fine_tuned`), as the recipe's rows are.
+
+Usage (repository root; a cached preparation is reused):
+
+    KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax START=refit TRAIN=stage4 \\
+        python benchmarks/results/probes/probe_late_unlearning.py NAME [CR]
+
+Writes rows to `benchmarks/results/probes/late_unlearning.json` (key NAME|crCR|variant).
+"""
+import json, os, pickle, sys, time
+sys.path.insert(0, "benchmarks")
+sys.path.insert(0, os.path.dirname(__file__))
+import keras
+import numpy as np
+import probe_setup
+import zoo
+from kcc import metrics, recipe, refit, rewrite, saving, scan, unlearning
+
+OUT = "benchmarks/results/probes/late_unlearning.json"
+name = sys.argv[1]
+cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
+START = os.environ.get("START", "truncated")
+TRAIN = os.environ.get("TRAIN", "all")
+LR = float(os.environ.get("LR", "1e-3"))
+OPT = os.environ.get("OPT", "adam")  # adam (the recipe's) or sgd (momentum 0.9)
+NOTRIG = os.environ.get("NOTRIG") == "1"  # distillation alone: nothing unlearned (diagnosis)
+STEPS = int(os.environ.get("STEPS", probe_setup.BUDGET["synthesis_steps"]))
+IMAGES = int(os.environ.get("IMAGES", probe_setup.BUDGET["num_images"]))
+BUDGET = {**probe_setup.BUDGET, "synthesis_steps": STEPS, "num_images": IMAGES}
+cache = f"benchmarks/work/late/{name}_cr{cr:g}" + (
+    f"_{IMAGES}x{STEPS}" if (IMAGES, STEPS) != (1024, 100) else "") + ".pkl"
+model, attack, x, y, _ = entry = zoo.load_entry(name, 100)
+
+
+def ev(m):
+    return {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items()
+            if k != "n_triggered"}
+
+
+class Prepared(Exception):
+    pass
+
+
+def prepare():
+    """Runs `purify_kcc` at the probe budget up to its distillation and caches what it gets."""
+    def stop(teacher, student, images, validation_images, triggers, *args, **kwargs):
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "wb") as f:
+            pickle.dump({"images": np.asarray(images), "val": np.asarray(validation_images),
+                         "triggers": list(triggers),
+                         "held_out": list(kwargs.get("held_out_triggers", ()))}, f)
+        raise Prepared
+
+    plain, unlearning.distill = unlearning.distill, stop
+    start = time.time()
+    try:
+        recipe.purify_kcc(model, cr=cr, scan_settings=scan.BUDGETS["cpu"], **BUDGET)
+        raise SystemExit(f"{name}: the scan flagged nothing, nothing to unlearn")
+    except Prepared:
+        pass
+    finally:
+        unlearning.distill = plain
+    print(f"prepared in {time.time() - start:.0f} s")
+
+
+class Traced(unlearning.SyntheticValidation):
+    trace = []
+
+    def _consider(self, epoch, logs):
+        super()._consider(epoch, logs)
+        Traced.trace.append({**self.history[-1], "test": ev(self.student)})
+        print(Traced.trace[-1], flush=True)
+
+
+if not os.path.exists(cache):
+    prepare()
+prep = pickle.load(open(cache, "rb"))
+variant = f"start={START},train={TRAIN},lr={LR:g}" + (
+    f",{OPT}" if OPT != "adam" else "") + (
+    ",notrig" if NOTRIG else "") + (
+    f",images={IMAGES}x{STEPS}" if (IMAGES, STEPS) != (1024, 100) else "")
+if NOTRIG:
+    prep["triggers"] = []
+start = time.time()
+student, _ = rewrite.compress(model, cr, float("inf"))
+row = {"truncated": ev(student)}
+if START == "refit":
+    refit.refit(model, student, prep["images"], verbose=False)
+    row["refit"] = ev(student)
+seconds = {"refit": round(time.time() - start, 1)}
+frozen = []
+if TRAIN != "all":
+    names = [layer.name for layer in student.layers]
+    first = next(i for i, n in enumerate(names) if n.startswith(TRAIN))
+    frozen = [layer for layer in student.layers[:first] if layer.weights]
+
+# `distill` makes every layer trainable; freeze inside it, after that, by wrapping the distiller.
+plain_distiller = unlearning.UnlearningDistiller
+
+
+class Distiller(plain_distiller):
+    def __init__(self, teacher, student_, *args, **kwargs):
+        for layer in frozen:
+            layer.trainable = False
+        super().__init__(teacher, student_, *args, **kwargs)
+
+
+unlearning.UnlearningDistiller = Distiller
+if OPT == "sgd":  # `distill` builds Adam(schedule); the probe swaps in SGD with momentum 0.9
+    keras.optimizers.Adam = lambda schedule: keras.optimizers.SGD(schedule, momentum=0.9)
+unlearning.SyntheticValidation = Traced
+start = time.time()
+history, validation = unlearning.distill(
+    model, student, prep["images"], prep["val"], prep["triggers"], epochs=20, batch_size=128,
+    learning_rate=LR, verbose=False, held_out_triggers=prep["held_out"])
+seconds["distillation"] = round(time.time() - start, 1)
+row.update({
+    "command": f"START={START} TRAIN={TRAIN} LR={LR:g} NOTRIG={int(NOTRIG)} "
+               f"OPT={OPT} STEPS={STEPS} IMAGES={IMAGES} "
+               "KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
+               + " ".join(sys.argv),
+    "trainable_layers": len([l for l in student.layers if l.weights]) - len(frozen),
+    "chosen_epoch": validation.chosen_epoch, "purified": ev(student),
+    "bn_reestimated": ev(recipe.refreshed(student, prep["val"])),
+    "fine_tuned": ev(recipe.fine_tuned(student, prep["images"])),
+    "unlearned": [{"kind": t.kind, "target": t.target, "size": float(t.size)}
+                  for t in prep["triggers"]],
+    "trace": Traced.trace, "seconds": seconds, "machine": zoo.machine(),
+})
+rows = json.load(open(OUT)) if os.path.exists(OUT) else {}
+rows[f"{name}|cr{cr:g}|{variant}"] = row
+saving.write_json(rows, OUT)
+print(name, variant, "truncated", row["truncated"], "refit", row.get("refit"), "purified",
+      row["purified"], "re-est", row["bn_reestimated"], "fine-tuned", row["fine_tuned"],
+      "epoch", row["chosen_epoch"])
