@@ -23,7 +23,9 @@ epoch), from:
 After every epoch the test slice's ACC / ASR is recorded for diagnosis only (the choice of
 epoch is `SyntheticValidation`'s, on synthetic images). The kept model is also measured after
 BatchNorm re-estimation on the held-aside synthetic images and after the recipe's 2-epoch
-fine-tune (`kcc.recipe.refreshed`, `fine_tuned`), as the recipe's rows are.
+fine-tune (`kcc.recipe.refreshed`, `fine_tuned`), as the recipe's rows are. A row's
+`seconds.refit` covers everything before distillation: truncation, the test evaluations, and
+the refit when `START=refit`.
 
 Usage (repository root; a cached preparation is reused):
 
@@ -39,7 +41,7 @@ import keras
 import numpy as np
 import probe_setup
 import zoo
-from kcc import metrics, recipe, refit, rewrite, saving, scan, unlearning
+from kcc import recipe, refit, rewrite, saving, scan, unlearning
 
 OUT = "benchmarks/results/probes/late_unlearning.json"
 name = sys.argv[1]
@@ -52,14 +54,16 @@ NOTRIG = os.environ.get("NOTRIG") == "1"  # distillation alone: nothing unlearne
 STEPS = int(os.environ.get("STEPS", probe_setup.BUDGET["synthesis_steps"]))
 IMAGES = int(os.environ.get("IMAGES", probe_setup.BUDGET["num_images"]))
 BUDGET = {**probe_setup.BUDGET, "synthesis_steps": STEPS, "num_images": IMAGES}
+#: Images other than the CPU budget's name the cache and the variant.
+OTHER_IMAGES = (IMAGES, STEPS) != (probe_setup.BUDGET["num_images"],
+                                   probe_setup.BUDGET["synthesis_steps"])
 cache = f"benchmarks/work/late/{name}_cr{cr:g}" + (
-    f"_{IMAGES}x{STEPS}" if (IMAGES, STEPS) != (1024, 100) else "") + ".pkl"
-model, attack, x, y, _ = entry = zoo.load_entry(name, 100)
+    f"_{IMAGES}x{STEPS}" if OTHER_IMAGES else "") + ".pkl"
+model, attack, x, y, _ = zoo.load_entry(name, 100)
 
 
 def ev(m):
-    return {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items()
-            if k != "n_triggered"}
+    return probe_setup.scores(m, x, y, attack)
 
 
 class Prepared(Exception):
@@ -103,7 +107,7 @@ prep = pickle.load(open(cache, "rb"))
 variant = f"start={START},train={TRAIN},lr={LR:g}" + (
     f",{OPT}" if OPT != "adam" else "") + (
     ",notrig" if NOTRIG else "") + (
-    f",images={IMAGES}x{STEPS}" if (IMAGES, STEPS) != (1024, 100) else "")
+    f",images={IMAGES}x{STEPS}" if OTHER_IMAGES else "")
 if NOTRIG:
     prep["triggers"] = []
 start = time.time()

@@ -9,6 +9,16 @@ import zoo
 from kcc import metrics
 
 
+def percent(evaluation):
+    """A `kcc.metrics.evaluate` dict in percent, two decimals, without `n_triggered`."""
+    return {k: round(100 * float(v), 2) for k, v in evaluation.items() if k != "n_triggered"}
+
+
+def scores(model, x, y, attack):
+    """`percent` of `model`'s ACC / ASR / RA on `(x, y)` with `attack`."""
+    return percent(metrics.evaluate(model, x, y, attack))
+
+
 def load(name):
     model, attack, x, y, _ = zoo.load_entry(name, 100)
     images = np.load(f"benchmarks/work/probe_images_{name}.npz")["images"]
@@ -16,11 +26,7 @@ def load(name):
     if os.environ.get("KINDS"):
         triggers = [t for t in triggers if t.kind in os.environ["KINDS"].split(",")]
 
-    def ev(m):
-        return {k: round(100 * float(v), 2) for k, v in metrics.evaluate(m, x, y, attack).items()
-                if k != "n_triggered"}
-
-    return model, images[:128], images[128:], triggers, ev
+    return model, images[:128], images[128:], triggers, lambda m: scores(m, x, y, attack)
 
 
 #: The CPU budget of `benchmarks/recipe_zoo.py` that the recipe probes run.
@@ -44,8 +50,7 @@ def run_recipe(name, cr, out, revision, entry=None, **extra):
     row = rows[f"{name}|cr{cr:g}"] = {
         "command": "KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax python " + " ".join(sys.argv),
         "budget": BUDGET, "revision": revision,
-        "evaluation": {k: {m: round(100 * float(v), 2) for m, v in e.items() if m != "n_triggered"}
-                       for k, e in report["evaluation"].items()},
+        "evaluation": {k: percent(e) for k, e in report["evaluation"].items()},
         "chosen_epoch": report.get("distillation", {}).get("chosen_epoch", "refit"),
         "validation": report.get("distillation", {}).get("validation"),
         **{k: v() if callable(v) else v for k, v in extra.items()},
