@@ -16,6 +16,9 @@ measured it), records its row and also:
   (`kcc.scan.anomaly`): does the target's margin, a statistic of no trigger shape, follow ASR?
   `INVERT_AT=` (empty) in the environment skips `fresh`.
 
+`STEPS` and `LR` in the environment set the budget's synthesis steps and distillation rate
+(default 100 and 1e-3, the CPU budget); `OUT` the JSON file (default `epoch_trace.json`).
+
 Usage (from the repository root):
 
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax \
@@ -33,6 +36,9 @@ from kcc import metrics, recipe, scan, training, unlearning
 INVERT_AT = tuple(int(e) for e in os.environ.get("INVERT_AT", "0,1,2,5,10,15,20").split(",")
                   if e)
 MARGINS = os.environ.get("MARGINS") == "1"
+probe_setup.BUDGET.update(synthesis_steps=int(os.environ.get("STEPS", 100)),
+                          learning_rate=float(os.environ.get("LR", 1e-3)))
+OUT = os.environ.get("OUT", "benchmarks/results/probes/epoch_trace.json")
 name = sys.argv[1]
 cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
 entry = zoo.load_entry(name, 100)
@@ -100,6 +106,6 @@ def triggers(key):
                     for t in stash.get(key, [])]
 
 
-probe_setup.run_recipe(name, cr, "benchmarks/results/probes/epoch_trace.json",
-                       "18 (diagnostic trace)", entry, unlearned=triggers("unlearned"),
+probe_setup.run_recipe(name, cr, OUT,
+                       "22 (diagnostic trace)", entry, unlearned=triggers("unlearned"),
                        scan_triggers=triggers("scan_triggers"), trace=lambda: stash.get("trace"))

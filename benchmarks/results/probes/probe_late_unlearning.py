@@ -17,6 +17,11 @@ epoch), from:
 * `LR`: the peak learning rate (1e-3 in the recipe);
 * `OPT=sgd`: SGD with momentum 0.9 instead of the recipe's Adam (same cosine schedule);
 * `IMAGES`, `STEPS`: the synthetic images' number and steps (1,024 and 100 in the CPU budget);
+* `BN_LR`: with Adam, the peak learning rate of the BatchNorm layers' scales and offsets
+  (default `LR`: one rate for every weight); the other weights keep `LR`;
+* `WEIGHT`: the unlearning term's weight (`unlearning_weight`, 1 in the recipe);
+* `SAVE=PATH`: the kept student's weights also written to PATH (`.weights.h5`), and those it
+  started distillation from to PATH with `.start` before the suffix;
 * `NOTRIG=1`: nothing unlearned, distillation alone (diagnosis: what distillation itself costs;
   the held-out triggers are still measured).
 
@@ -49,6 +54,8 @@ cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
 START = os.environ.get("START", "truncated")
 TRAIN = os.environ.get("TRAIN", "all")
 LR = float(os.environ.get("LR", "1e-3"))
+BN_LR = float(os.environ.get("BN_LR", LR))
+WEIGHT = float(os.environ.get("WEIGHT", "1"))
 OPT = os.environ.get("OPT", "adam")  # adam (the recipe's) or sgd (momentum 0.9)
 NOTRIG = os.environ.get("NOTRIG") == "1"  # distillation alone: nothing unlearned (diagnosis)
 STEPS = int(os.environ.get("STEPS", probe_setup.BUDGET["synthesis_steps"]))
@@ -105,6 +112,8 @@ if not os.path.exists(cache):
     prepare()
 prep = pickle.load(open(cache, "rb"))
 variant = f"start={START},train={TRAIN},lr={LR:g}" + (
+    f",bn_lr={BN_LR:g}" if BN_LR != LR else "") + (
+    f",weight={WEIGHT:g}" if WEIGHT != 1 else "") + (
     f",{OPT}" if OPT != "adam" else "") + (
     ",notrig" if NOTRIG else "") + (
     f",images={IMAGES}x{STEPS}" if OTHER_IMAGES else "")
@@ -117,6 +126,8 @@ if START == "refit":
     refit.refit(model, student, prep["images"], verbose=False)
     row["refit"] = ev(student)
 seconds = {"refit": round(time.time() - start, 1)}
+if os.environ.get("SAVE"):
+    student.save_weights(os.environ["SAVE"].replace(".weights.h5", ".start.weights.h5"))
 frozen = []
 if TRAIN != "all":
     names = [layer.name for layer in student.layers]
@@ -137,14 +148,31 @@ class Distiller(plain_distiller):
 unlearning.UnlearningDistiller = Distiller
 if OPT == "sgd":  # `distill` builds Adam(schedule); the probe swaps in SGD with momentum 0.9
     keras.optimizers.Adam = lambda schedule: keras.optimizers.SGD(schedule, momentum=0.9)
+if BN_LR != LR:  # `distill` builds Adam(schedule); this one scales BatchNorm's steps
+    bn_paths = {v.path for layer in student.layers
+                if isinstance(layer, keras.layers.BatchNormalization)
+                for v in layer.trainable_weights}
+
+    class TwoRateAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            if variable.path in bn_paths:
+                learning_rate = learning_rate * (BN_LR / LR)
+            super().update_step(gradient, variable, learning_rate)
+
+    keras.optimizers.Adam = TwoRateAdam
+    print(f"{len(bn_paths)} BatchNorm weights at peak rate {BN_LR:g}", flush=True)
 unlearning.SyntheticValidation = Traced
 start = time.time()
 history, validation = unlearning.distill(
     model, student, prep["images"], prep["val"], prep["triggers"], epochs=20, batch_size=128,
-    learning_rate=LR, verbose=False, held_out_triggers=prep["held_out"])
+    learning_rate=LR, unlearning_weight=WEIGHT, verbose=False,
+    held_out_triggers=prep["held_out"])
 seconds["distillation"] = round(time.time() - start, 1)
+if os.environ.get("SAVE"):
+    student.save_weights(os.environ["SAVE"])
 row.update({
-    "command": f"START={START} TRAIN={TRAIN} LR={LR:g} NOTRIG={int(NOTRIG)} "
+    "command": f"START={START} TRAIN={TRAIN} LR={LR:g} BN_LR={BN_LR:g} WEIGHT={WEIGHT:g} "
+               f"NOTRIG={int(NOTRIG)} "
                f"OPT={OPT} STEPS={STEPS} IMAGES={IMAGES} "
                "KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
                + " ".join(sys.argv),

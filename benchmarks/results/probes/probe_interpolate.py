@@ -1,0 +1,63 @@
+"""Probe: does interpolating weights (WiSE-FT) trade the recipe's accuracy loss for less of the
+backdoor than the learning rate does?
+
+The kcc recipe's distillation at Adam 1e-3 removes Blended's backdoor and costs accuracy; at
+1e-4 it keeps accuracy and keeps the backdoor (`late_unlearning.json`). Here the weights of
+the student before distillation (`A`: the truncated suspect, or a `.weights.h5`) and after it
+(`B`, a `.weights.h5` that `probe_late_unlearning.py` wrote with `SAVE=`; with `START=refit`
+there, `A` is the refitted student it also wrote, `*.start.weights.h5`) are mixed,
+`(1 - alpha) * A + alpha * B` for every weight, the BatchNorm statistics re-estimated on the
+synthetic training images as `kcc.unlearning.SyntheticValidation` does, and each mix measured:
+test ACC / ASR / RA (diagnosis only) and what the recipe could see without data (agreement
+with the suspect and the unlearned and held-out triggers' rates on the held-aside synthetic
+images).
+
+Reference: Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT), CVPR 2022.
+
+Usage (repository root; the cached preparation of `probe_late_unlearning.py` is needed):
+
+    KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax A=truncated B=PATH.weights.h5 \\
+        python benchmarks/results/probes/probe_interpolate.py NAME CACHE.pkl [CR]
+
+Writes rows to `benchmarks/results/probes/interpolation.json` (key NAME|crCR|B).
+"""
+import json, os, pickle, sys, time
+sys.path.insert(0, "benchmarks")
+sys.path.insert(0, os.path.dirname(__file__))
+import numpy as np
+import probe_setup
+import zoo
+from kcc import distillation, rewrite, saving, unlearning
+
+OUT = "benchmarks/results/probes/interpolation.json"
+ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+name, cache = sys.argv[1], sys.argv[2]
+cr = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
+A, B = os.environ.get("A", "truncated"), os.environ["B"]
+model, attack, x, y, _ = zoo.load_entry(name, 100)
+prep = pickle.load(open(cache, "rb"))
+student, _ = rewrite.compress(model, cr, float("inf"))
+if A != "truncated":
+    student.load_weights(A)
+start_weights = [np.array(w) for w in student.get_weights()]
+student.load_weights(B)
+end_weights = [np.array(w) for w in student.get_weights()]
+calibration = prep["images"][::-(-len(prep["images"]) // unlearning.CALIBRATION_IMAGES)]
+validation = unlearning.SyntheticValidation(model, student, prep["val"], prep["triggers"],
+                                            held_out_triggers=prep["held_out"])
+rows = []
+start = time.time()
+for alpha in ALPHAS:
+    student.set_weights([(1 - alpha) * a + alpha * b for a, b in zip(start_weights, end_weights)])
+    distillation.reestimate_batchnorm(student, calibration)
+    agreement, rate, held_out = validation.measure()
+    rows.append({"alpha": alpha, "test": probe_setup.scores(student, x, y, attack),
+                 "agreement": agreement, "trigger_rate": rate,
+                 "held_out_trigger_rate": held_out})
+    print(rows[-1], flush=True)
+results = json.load(open(OUT)) if os.path.exists(OUT) else {}
+results[f"{name}|cr{cr:g}|{os.path.basename(B)}"] = {
+    "command": f"A={A} B={B} KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
+               + " ".join(sys.argv),
+    "rows": rows, "seconds": round(time.time() - start, 1), "machine": zoo.machine()}
+saving.write_json(results, OUT)
