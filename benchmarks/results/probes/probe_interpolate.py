@@ -12,6 +12,12 @@ test ACC / ASR / RA (diagnosis only) and what the recipe could see without data 
 with the suspect and the unlearned and held-out triggers' rates on the held-aside synthetic
 images).
 
+With `FRESH=0.5,1` (alphas) in the environment, at those mixes triggers of every kind are also
+inverted anew on the mix itself (the scan's CPU inversion budget, on 256 synthetic training
+images, for the unlearned triggers' targets; `fresh`: each one's size and its rate on the
+held-aside images): does inversion find again, at a small alpha, the backdoor that the
+unlearned triggers' rates do not see?
+
 Reference: Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT), CVPR 2022.
 
 Usage (repository root; the cached preparation of `probe_late_unlearning.py` is needed):
@@ -27,13 +33,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np
 import probe_setup
 import zoo
-from kcc import distillation, rewrite, saving, unlearning
+from kcc import distillation, rewrite, saving, scan, training, unlearning
 
 OUT = "benchmarks/results/probes/interpolation.json"
 ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 name, cache = sys.argv[1], sys.argv[2]
 cr = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
 A, B = os.environ.get("A", "truncated"), os.environ["B"]
+FRESH = tuple(float(a) for a in os.environ.get("FRESH", "").split(",") if a)
 model, attack, x, y, _ = zoo.load_entry(name, 100)
 prep = pickle.load(open(cache, "rb"))
 student, _ = rewrite.compress(model, cr, float("inf"))
@@ -54,10 +61,23 @@ for alpha in ALPHAS:
     rows.append({"alpha": alpha, "test": probe_setup.scores(student, x, y, attack),
                  "agreement": agreement, "trigger_rate": rate,
                  "held_out_trigger_rate": held_out})
+    if alpha in FRESH:
+        budget = scan.BUDGETS["cpu"]
+        fit = prep["images"][:256]
+        targets = sorted({t.target for t in prep["triggers"]})
+        fresh = scan.inversion.invert_triggers(
+            student, fit, training.predict_labels(student, fit), budget["inversion_steps"],
+            budget["inversion_batch_size"], classes=targets, verbose=False)
+        found = [t for kind in fresh for t in fresh[kind]]
+        scan.inversion.flip_rates(student, found, prep["val"],
+                                  training.predict_labels(student, prep["val"]))
+        rows[-1]["fresh"] = [{"kind": t.kind, "target": t.target, "size": float(t.size),
+                              "flip_rate": float(t.flip_rate)} for t in found]
     print(rows[-1], flush=True)
 results = json.load(open(OUT)) if os.path.exists(OUT) else {}
-results[f"{name}|cr{cr:g}|{os.path.basename(B)}"] = {
-    "command": f"A={A} B={B} KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
+results[f"{name}|cr{cr:g}|{os.path.basename(B)}" + ("|fresh" if FRESH else "")] = {
+    "command": f"A={A} B={B} FRESH={os.environ.get('FRESH', '')} "
+               "KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
                + " ".join(sys.argv),
     "rows": rows, "seconds": round(time.time() - start, 1), "machine": zoo.machine()}
 saving.write_json(results, OUT)
