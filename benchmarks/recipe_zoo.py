@@ -635,7 +635,7 @@ NOTES = [
     "  / 3.78%; from the truncated one, 1). Where they are not, the rates are blind: on",
     "  `adaptive_blended_all2one` they read 0-0.018 from alpha 0.5 to 1 while ASR climbs from",
     "  11.44% (alpha 1) to 19.11% (0.8) and 40.33% (0.5); Blended 79.30% / 12.22% at 0.6 and",
-    "  LF 78.50% / 56.89% at 0.7 with rates under 0.03 (alpha 1: 73.60% / 4.89%, 73.50% /",
+    "  LF 78.50% / 56.89% at 0.7 with rates under 0.04 (alpha 1: 73.60% / 4.89%, 73.50% /",
     "  49.11%). 200-step images at 1e-3 alone: BPP 77.90% / 0.89% (revision 22, 100 steps:",
     "  71.50% / 15.67%) but LF 73.50% / 49.11% (25.67%). Not adopted: a rule on those rates",
     "  would give back the backdoor exactly where the inverted triggers miss the attack's.",
