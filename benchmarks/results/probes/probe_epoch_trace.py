@@ -17,7 +17,7 @@ measured it), records its row and also:
   `INVERT_AT=` (empty) in the environment skips `fresh`.
 
 `STEPS` and `LR` in the environment set the budget's synthesis steps and distillation rate
-(default 100 and 1e-3, the CPU budget); `OUT` the JSON file (default `epoch_trace.json`).
+(default: `probe_setup.BUDGET`'s, the CPU budget); `OUT` the JSON file (default `epoch_trace.json`).
 
 Usage (from the repository root):
 
@@ -36,8 +36,9 @@ from kcc import metrics, recipe, scan, training, unlearning
 INVERT_AT = tuple(int(e) for e in os.environ.get("INVERT_AT", "0,1,2,5,10,15,20").split(",")
                   if e)
 MARGINS = os.environ.get("MARGINS") == "1"
-probe_setup.BUDGET.update(synthesis_steps=int(os.environ.get("STEPS", 100)),
-                          learning_rate=float(os.environ.get("LR", 1e-3)))
+probe_setup.BUDGET.update(
+    synthesis_steps=int(os.environ.get("STEPS", probe_setup.BUDGET["synthesis_steps"])),
+    learning_rate=float(os.environ.get("LR", probe_setup.BUDGET["learning_rate"])))
 OUT = os.environ.get("OUT", "benchmarks/results/probes/epoch_trace.json")
 name = sys.argv[1]
 cr = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
