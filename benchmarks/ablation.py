@@ -37,6 +37,7 @@ from unittest import mock
 from absl import app
 from absl import flags
 
+from kcc import interpolation
 from kcc import recipe
 from kcc import saving
 from kcc import unlearning
@@ -63,6 +64,8 @@ ABLATIONS = {
                      ((recipe, "quantisation_triggers", lambda *a, **k: []),)),
     "epoch_choice": ("choice of epoch on synthetic images (last epoch kept)", {},
                      ((unlearning.SyntheticValidation, "on_train_end", _keep_last_epoch),)),
+    "interpolation": ("interpolation back towards the truncated student (alpha 1 kept)", {},
+                      ((interpolation, "ALPHAS", (1.0,)),)),
     "augmentation": ("flip-and-shift augmentation", {"augment": False}, ()),
     "compression": ("truncation (cr None)", {"cr": None}, ()),
 }

@@ -109,6 +109,23 @@ DISCUSSION = [
     "  signal, which a search for the smallest trigger does not reward (scanned 2026-12-05",
     "  with the rule unchanged, as were `trojan_all2one`, `cla_all2one` and `lf_all2one`,",
     "  all three flagged with target 0).",
+    "* **Two searches for SIG's kind of trigger, neither adopted** (2026-12-06, AMD EPYC, one",
+    "  core; the scan's CPU-budget synthetic images, 64, seed 0). (1) What the global",
+    "  inversion finds (`probes/probe_sig_spectrum.py`, `probes/sig_spectrum.json`): class",
+    "  0's global trigger (4.62, flipping 92% of the held-aside images) has cosine 0.09 with",
+    "  SIG's signal and 12% of its energy in its 16 largest DCT coefficients (other classes",
+    "  8-13%; SIG's signal 94%): it is an image-wide adversarial direction, not the sinusoid,",
+    "  and every class has one of 3.5-6.2 flipping 76-97%. SIG's own signal at 0.75 of its",
+    "  amplitude (norm 4.6) sends 88% of the held-aside images to class 0, so the backdoor",
+    "  is there to find, but the synthetic images are as easily sent anywhere by an",
+    "  unconstrained perturbation of that size. (2) A sweep of grey plane waves (every",
+    "  frequency up to 8 cycles per side in both directions, four phases, 580 waves, no",
+    "  optimisation; `probes/probe_plane_waves.py`, `probes/plane_waves.json`): at norm 5 a",
+    "  wave of 7 cycles across sends 98% of `sig_all2one`'s images to class 0, but another",
+    "  class of the same model reaches 82% (class 1, a diagonal wave) and the clean models'",
+    "  texture classes reach as far (`clean_seed1`'s class 6, frog: 77% at norm 4, 81% at 5;",
+    "  `clean`'s class 1: 90% at 6). A plane-wave signal would flag clean models, so it was",
+    "  not added: SIG stays missed.",
     "* **All-to-all has no single target.** Every class is some other class's target, so no",
     "  class stands out in any signal and the scan reports no target (it does not say",
     "  \"all-to-all\"); the all-to-all rows count as missed detections in the AUROC over all",
@@ -186,22 +203,22 @@ DISCUSSION = [
     "  re-scan above flagged extra classes by the warp signal alone: 3, 5 and 8 of",
     "  `lf_all2one` (warp p 0.0052, combined 0.026) and 5 of `badnets_all2one` and",
     "  `badnets_vgg19_bn`; their warps are small but send 0-17% of the held-aside synthetic",
-    "  images to the class, where WaNet's warp sends 92% (81% in the first scan with it). Cats, dogs and ships (3, 5, 8) have",
-    "  small warps in most zoo models, clean ones too. The recipe unlearned those warps, at a",
-    "  cost in accuracy. So a trigger's p-value now counts towards the combined one only for a",
-    "  class whose trigger flips at least half of the held-aside images; the statistics and",
-    "  each signal's p-values (the columns above) are unchanged, so the table is re-derived",
-    "  from the stored scans without scanning again. Every true target stays flagged by its",
-    "  margin or by a trigger flipping 84.6% or more (`inputaware_all2one`'s smooth one, the",
-    "  least), although some of their small triggers also flip few images (`badnets_all2one`'s",
-    "  local 4%, warp 0%), so any gate from 0.17 to 0.84 gives the same verdicts here; 0.5",
-    "  (a trigger that sends most unseen images) was taken, not tuned further. It removes",
-    "  those three models' extra targets, keeps every true",
-    "  target, flags no new class (it can only raise a p-value), and raises three of the five",
-    "  clean models' smallest combined p-values (`clean` 0.14 -> 1). AUROC all-to-one against clean 0.887",
-    "  -> 0.920. It would also have cleared the earlier machine's `clean_seed1` false positive",
-    "  (its warp flipped 3.4%). Chosen on the zoo's scans as the other constants were; the",
-    "  held-aside images are synthetic, no test label is read.",
+    "  images to the class, where WaNet's warp sends 92% (81% in the first scan with it).",
+    "  Cats, dogs and ships (3, 5, 8) have small warps in most zoo models, clean ones too. The",
+    "  recipe unlearned those warps, at a cost in accuracy. So a trigger's p-value now counts",
+    "  towards the combined one only for a class whose trigger flips at least half of the",
+    "  held-aside images; the statistics and each signal's p-values (the columns above) are",
+    "  unchanged, so the table is re-derived from the stored scans without scanning again.",
+    "  Every true target stays flagged by its margin or by a trigger flipping 84.6% or more",
+    "  (`inputaware_all2one`'s smooth one, the least), although some of their small triggers",
+    "  also flip few images (`badnets_all2one`'s local 4%, warp 0%), so any gate from 0.17 to",
+    "  0.84 gives the same verdicts here; 0.5 (a trigger that sends most unseen images) was",
+    "  taken, not tuned further. It removes those three models' extra targets, keeps every",
+    "  true target, flags no new class (it can only raise a p-value), and raises three of the",
+    "  five clean models' smallest combined p-values (`clean` 0.14 -> 1). AUROC all-to-one",
+    "  against clean 0.887 -> 0.920. It would also have cleared the earlier machine's",
+    "  `clean_seed1` false positive (its warp flipped 3.4%). Chosen on the zoo's scans as the",
+    "  other constants were; the held-aside images are synthetic, no test label is read.",
 ]
 
 
@@ -230,7 +247,8 @@ def write_report(results):
             scores[n].append(_score(signal_p.get(n, 1.0)))
         scores["combined"].append(_score(combined.min()))
     # Each signal over the models it ran on (a signal added later is missing from older scans).
-    ran = {n: np.array([n in r["per_class"][0] for r in results.values()]) for n in scan_lib.SIGNALS}
+    ran = {n: np.array([n in r["per_class"][0] for r in results.values()])
+           for n in scan_lib.SIGNALS}
     ran["combined"] = np.ones(len(results), bool)
     single = np.array([r["truth"][0] != "all2all" for r in results.values()])
     areas = {n: auroc(np.asarray(s)[ran[n]], np.asarray(labels)[ran[n]])
@@ -266,7 +284,8 @@ def write_report(results):
         *rows,
         "",
         "AUROC over these models (backdoored = any attack; score = -log10 of the smallest "
-        "p-value; each signal over the models it ran on): " + ", ".join(f"{n.replace('_', ' ')} {a:.3f}" for n, a in areas.items())
+        "p-value; each signal over the models it ran on): "
+        + ", ".join(f"{n.replace('_', ' ')} {a:.3f}" for n, a in areas.items())
         + ".",
         "Without the all-to-all models (all-to-one against clean): "
         + ", ".join(f"{n.replace('_', ' ')} {a:.3f}" for n, a in areas_single.items()) + ".",

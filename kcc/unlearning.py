@@ -242,6 +242,13 @@ class UnlearningDistiller(keras.Model):
         return self.get_metrics_result()
 
 
+def calibration_images(images):
+    """At most `CALIBRATION_IMAGES` of `images` `(N, H, W, C)`, evenly spaced: what the
+    BatchNorm statistics are re-estimated on after every epoch (`SyntheticValidation`)."""
+    images = np.asarray(images)
+    return images[::-(-len(images) // CALIBRATION_IMAGES)]
+
+
 class SyntheticValidation(keras.callbacks.Callback):
     """After every epoch, three numbers on held-aside synthetic images, and the choice of epoch.
 
@@ -403,9 +410,9 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
             steps = epochs * -(-len(images) // batch_size)
             distiller.compile(optimizer=keras.optimizers.Adam(
                 keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))
-            calibration = np.asarray(images)[::-(-len(images) // CALIBRATION_IMAGES)]
             validation = SyntheticValidation(teacher, student, validation_images, triggers,
-                                             max_trigger_rate, calibration_images=calibration,
+                                             max_trigger_rate,
+                                             calibration_images=calibration_images(images),
                                              held_out_triggers=held_out_triggers)
             history = distiller.fit(
                 np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs,

@@ -58,7 +58,12 @@ def test_kcc_recipe_removes_the_planted_backdoor_and_keeps_accuracy(suspect, pur
     assert acc > acc_before - 0.15, (acc, acc_before)
     assert report["rewrite"]["params_after"] < report["rewrite"]["params_before"]
     assert report["recipe"] == "kcc" and set(report["evaluation"]) >= {
-        "suspect", "compressed", "purified", "purified, BN re-estimated", "purified, fine-tuned"}
+        "suspect", "compressed", "distilled", "purified", "purified, BN re-estimated",
+        "purified, fine-tuned"}
+    mixes = report["interpolation"]["mixes"]
+    assert mixes[0]["alpha"] == 1.0 and report["interpolation"]["alpha"] in [
+        m["alpha"] for m in mixes if m["accepted"]]
+    assert report["seconds"]["interpolation"] > 0
 
 
 def test_what_a_user_does_next_is_measured_on_copies(suspect):

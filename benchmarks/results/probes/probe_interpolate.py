@@ -18,6 +18,13 @@ images, for the unlearned triggers' targets; `fresh`: each one's size and its ra
 held-aside images): does inversion find again, at a small alpha, the backdoor that the
 unlearned triggers' rates do not see?
 
+With `BLEND=1`, at every mix also the suspect's max-margin image of each unlearned trigger's
+target (`kcc.scan.max_margin.max_margin` at the scan's CPU budget) blended into the held-aside
+synthetic images at weights 0.05-0.5 (`blend`: the share sent to the target at each weight;
+the scan's `blend_trigger` reads the smallest weight reaching 0.9): does the backdoor's own
+image, which no trigger unlearned on the models where it was not flagged, see what the
+unlearned triggers' rates do not?
+
 Reference: Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT), CVPR 2022.
 
 Usage (repository root; the cached preparation of `probe_late_unlearning.py` is needed):
@@ -41,6 +48,8 @@ name, cache = sys.argv[1], sys.argv[2]
 cr = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
 A, B = os.environ.get("A", "truncated"), os.environ["B"]
 FRESH = tuple(float(a) for a in os.environ.get("FRESH", "").split(",") if a)
+BLEND = os.environ.get("BLEND") == "1"
+BLEND_WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 model, attack, x, y, _ = zoo.load_entry(name, 100)
 prep = pickle.load(open(cache, "rb"))
 student, _ = rewrite.compress(model, cr, float("inf"))
@@ -49,9 +58,14 @@ if A != "truncated":
 start_weights = [np.array(w) for w in student.get_weights()]
 student.load_weights(B)
 end_weights = [np.array(w) for w in student.get_weights()]
-calibration = prep["images"][::-(-len(prep["images"]) // unlearning.CALIBRATION_IMAGES)]
+calibration = unlearning.calibration_images(prep["images"])
 validation = unlearning.SyntheticValidation(model, student, prep["val"], prep["triggers"],
                                             held_out_triggers=prep["held_out"])
+targets = sorted({t.target for t in prep["triggers"]})
+if BLEND:
+    margin_images = scan.max_margin.max_margin(model, scan.BUDGETS["cpu"]["margin_images"],
+                                               scan.BUDGETS["cpu"]["margin_steps"],
+                                               verbose=False)[1]
 rows = []
 start = time.time()
 for alpha in ALPHAS:
@@ -61,10 +75,16 @@ for alpha in ALPHAS:
     rows.append({"alpha": alpha, "test": probe_setup.scores(student, x, y, attack),
                  "agreement": agreement, "trigger_rate": rate,
                  "held_out_trigger_rate": held_out})
+    if BLEND:
+        labels = training.predict_labels(student, prep["val"])
+        rows[-1]["blend"] = {
+            str(t): {str(w): scan.inversion.flip_rate(
+                student, scan.Trigger("blend", t, margin_images[t],
+                                      np.full((*prep["val"].shape[1:3], 1), w, np.float32)),
+                prep["val"], labels) for w in BLEND_WEIGHTS} for t in targets}
     if alpha in FRESH:
         budget = scan.BUDGETS["cpu"]
         fit = prep["images"][:256]
-        targets = sorted({t.target for t in prep["triggers"]})
         fresh = scan.inversion.invert_triggers(
             student, fit, training.predict_labels(student, fit), budget["inversion_steps"],
             budget["inversion_batch_size"], classes=targets, verbose=False)
@@ -75,8 +95,9 @@ for alpha in ALPHAS:
                               "flip_rate": float(t.flip_rate)} for t in found]
     print(rows[-1], flush=True)
 results = json.load(open(OUT)) if os.path.exists(OUT) else {}
-results[f"{name}|cr{cr:g}|{os.path.basename(B)}" + ("|fresh" if FRESH else "")] = {
-    "command": f"A={A} B={B} FRESH={os.environ.get('FRESH', '')} "
+results[f"{name}|cr{cr:g}|{os.path.basename(B)}" + ("|fresh" if FRESH else "")
+        + ("|blend" if BLEND else "")] = {
+    "command": f"A={A} B={B} FRESH={os.environ.get('FRESH', '')} BLEND={int(BLEND)} "
                "KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
                + " ".join(sys.argv),
     "rows": rows, "seconds": round(time.time() - start, 1), "machine": zoo.machine()}

@@ -29,6 +29,21 @@ def load(name):
     return model, images[:128], images[128:], triggers, lambda m: scores(m, x, y, attack)
 
 
+def scan_images(name):
+    """Zoo model `name` (its depthwise twin, `kcc.depthwise`), its attack and sidecar, and the
+    synthetic images the scan makes at its CPU budget (seed 0) with the model's classes:
+    `(model, attack, sidecar, images, labels)`."""
+    from kcc import depthwise, scan, synthesis, training
+
+    budget = scan.BUDGETS["cpu"]
+    model, attack, _, _, sidecar = zoo.load_entry(name, 100)
+    model = depthwise.twin(model)
+    images, _, _ = synthesis.synthesize(model, budget["num_images"], budget["synthesis_steps"],
+                                        batch_size=min(budget["num_images"], 256), seed=0,
+                                        verbose=False)
+    return model, attack, sidecar, images, training.predict_labels(model, images)
+
+
 #: The CPU budget of `benchmarks/recipe_zoo.py` that the recipe probes run.
 BUDGET = dict(num_images=1024, synthesis_steps=100, synthesis_learning_rate=0.3, epochs=20,
               learning_rate=1e-3, unlearning_weight=1.0)
