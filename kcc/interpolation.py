@@ -52,8 +52,11 @@ TOLERANCE = 0.05
 
 
 def mix(start, end, alpha):
-    """`(1 - alpha) * start + alpha * end` for every pair of arrays of two weight lists."""
-    return [(1.0 - alpha) * np.asarray(a) + alpha * np.asarray(b) for a, b in zip(start, end)]
+    """`(1 - alpha) * start + alpha * end` for every pair of floating-point arrays of two weight
+    lists; other arrays (e.g. a random generator's integer state) are taken from `end`."""
+    return [(1.0 - alpha) * np.asarray(a) + alpha * np.asarray(b)
+            if np.issubdtype(np.asarray(b).dtype, np.floating) else np.asarray(b)
+            for a, b in zip(start, end)]
 
 
 def blend_curve(model, margin_image, target, images, labels=None):

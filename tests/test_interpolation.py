@@ -23,6 +23,8 @@ def test_mix_is_start_at_zero_end_at_one_and_linear_between():
         mixed = interpolation.mix(start, end, alpha)
         np.testing.assert_allclose(mixed[0], np.full((2, 3), alpha))
         np.testing.assert_allclose(mixed[1], np.full(4, 2.0 + 2.0 * alpha))
+    state = interpolation.mix([np.array([1, 2], "uint32")], [np.array([5, 9], "uint32")], 0.5)
+    np.testing.assert_array_equal(state[0], [5, 9])  # not a weight: the end's, unmixed
 
 
 def test_blend_curve_is_the_share_sent_to_the_target_at_each_weight():
