@@ -40,6 +40,7 @@ from kcc import distillation
 from kcc import training
 from kcc import unlearning
 from kcc.scan import inversion
+from kcc.scan import max_margin
 
 #: Mixes tried, from the distilled student down (alpha = 1 is the distilled student itself).
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -65,11 +66,9 @@ def blend_curve(model, margin_image, target, images, labels=None):
     `BLEND_WEIGHTS` as `(1 - a) * x + a * margin_image`, sends to `target`; float64
     `(len(BLEND_WEIGHTS),)`. `labels`: `model`'s classes of `images` (predicted when None)."""
     labels = training.predict_labels(model, images) if labels is None else labels
-    shape = (*np.shape(images)[1:3], 1)
-    return np.array([inversion.flip_rate(
-        model, inversion.Trigger("blend", int(target), np.asarray(margin_image, np.float32),
-                                 np.full(shape, weight, np.float32), weight), images, labels)
-        for weight in BLEND_WEIGHTS], np.float64)
+    return np.array([inversion.flip_rate(model, max_margin.blended(margin_image, target, weight),
+                                         images, labels)
+                     for weight in BLEND_WEIGHTS], np.float64)
 
 
 def interpolate(student, start, validation, margin_images, targets, alphas=None,
@@ -98,39 +97,38 @@ def interpolate(student, start, validation, margin_images, targets, alphas=None,
     tolerance = TOLERANCE if tolerance is None else tolerance
     end = [np.array(w) for w in student.get_weights()]
     images = validation.images
-    reference, mixes, kept = None, [], alphas[0]
+    reference_rates = reference_curves = kept_weights = None
+    mixes, kept = [], alphas[0]
     for alpha in alphas:
-        _set(student, mix(start, end, alpha), validation.calibration_images)
+        student.set_weights(mix(start, end, alpha))
+        if validation.calibration_images is not None:
+            distillation.reestimate_batchnorm(student, validation.calibration_images)
         agreement, rate, held_out = validation.measure()
         labels = training.predict_labels(student, images)
         curves = {int(t): blend_curve(student, margin_images[t], t, images, labels)
                   for t in targets}
-        if reference is None:
-            reference = (rate, held_out, curves)
-        accepted = (all(np.all(curves[t] <= reference[2][t] + tolerance) for t in curves)
-                    and all(r <= max(validation.max_trigger_rate, unlearning.RATE_SLACK * low)
-                            for r, low in zip((rate, held_out), reference[:2])))
+        if reference_curves is None:
+            reference_rates, reference_curves = (rate, held_out), curves
+        accepted = (all(np.all(curves[t] <= reference_curves[t] + tolerance) for t in curves)
+                    and unlearning.rates_pass((rate, held_out), reference_rates,
+                                              validation.max_trigger_rate))
         mixes.append({"alpha": alpha, "agreement": agreement, "trigger_rate": rate,
                       "held_out_trigger_rate": held_out, "accepted": bool(accepted),
                       "blend": {str(t): [round(float(v), 4) for v in c]
                                 for t, c in curves.items()}})
         if verbose:
-            gain = max((float(np.max(c - reference[2][t])) for t, c in curves.items()),
+            gain = max((float(np.max(c - reference_curves[t])) for t, c in curves.items()),
                        default=0.0)
             print(f"  alpha {alpha:g}: agreement {agreement:.3f}, trigger rates {rate:.3f} / "
                   f"{held_out:.3f}, blended max-margin images gain {gain:+.3f} on alpha "
                   f"{alphas[0]:g}: {'accepted' if accepted else 'rejected'}")
         if not accepted:
             break
-        kept = alpha
-    _set(student, mix(start, end, kept), validation.calibration_images)
+        kept, kept_weights = alpha, [np.array(w) for w in student.get_weights()]
+    # The kept mix as measured, its BatchNorm statistics included (the distilled student when
+    # not even alpha 1 passed, which only a negative tolerance makes possible).
+    student.set_weights(kept_weights if kept_weights is not None else end)
     return {"alpha": kept, "mixes": mixes}
-
-
-def _set(student, weights, calibration_images):
-    student.set_weights(weights)
-    if calibration_images is not None:
-        distillation.reestimate_batchnorm(student, calibration_images)
 
 
 __all__ = ["ALPHAS", "BLEND_WEIGHTS", "TOLERANCE", "blend_curve", "interpolate", "mix"]

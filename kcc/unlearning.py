@@ -242,6 +242,12 @@ class UnlearningDistiller(keras.Model):
         return self.get_metrics_result()
 
 
+def rates_pass(rates, lowest, max_trigger_rate):
+    """The epoch rule's test (`SyntheticValidation`): each of `rates` is at most
+    `max_trigger_rate` or at most `RATE_SLACK` times its counterpart in `lowest`."""
+    return all(r <= max(max_trigger_rate, RATE_SLACK * low) for r, low in zip(rates, lowest))
+
+
 def calibration_images(images):
     """At most `CALIBRATION_IMAGES` of `images` `(N, H, W, C)`, evenly spaced: what the
     BatchNorm statistics are re-estimated on after every epoch (`SyntheticValidation`)."""
@@ -353,8 +359,7 @@ class SyntheticValidation(keras.callbacks.Callback):
         self.chosen_epoch = (self.passing or [self.fallback])[-1][0]
 
     def _passes(self, rates):
-        return all(r <= max(self.max_trigger_rate, RATE_SLACK * low)
-                   for r, low in zip(rates, self.lowest))
+        return rates_pass(rates, self.lowest, self.max_trigger_rate)
 
     def on_epoch_end(self, epoch, logs=None):
         self._consider(epoch, logs)

@@ -139,6 +139,15 @@ def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0
     return margins.max(axis=1), images[np.arange(ascent.num_classes), best]
 
 
+def blended(margin_image, target, weight):
+    """`margin_image` `(H, W, C)` in [0, 1] as a `kcc.scan.Trigger` of kind `"blend"` for
+    `target` at weight `weight`: stamped as `(1 - weight) * x + weight * margin_image`, `mask`
+    the weight everywhere `(H, W, 1)`, `size` the weight (flip rate not measured)."""
+    margin_image = np.asarray(margin_image, np.float32)
+    mask = np.full((*margin_image.shape[:2], 1), weight, np.float32)
+    return inversion.Trigger("blend", int(target), margin_image, mask, float(weight))
+
+
 def blend_trigger(model, margin_image, target, images, labels=None):
     """The max-margin image of `target` as a blend trigger (module docstring).
 
@@ -161,9 +170,7 @@ def blend_trigger(model, margin_image, target, images, labels=None):
     labels = training.predict_labels(model, images) if labels is None else labels
     best = None
     for weight in BLEND_WEIGHTS:
-        mask = np.full((*images.shape[1:3], 1), weight, np.float32)
-        trigger = inversion.Trigger("blend", int(target), np.asarray(margin_image, np.float32),
-                                    mask, float(weight))
+        trigger = blended(margin_image, target, weight)
         inversion.flip_rates(model, [trigger], images, labels)
         if best is None or inversion.better(trigger, best):
             best = trigger

@@ -20,8 +20,9 @@ unlearned triggers' rates do not see?
 
 With `BLEND=1`, at every mix also the suspect's max-margin image of each unlearned trigger's
 target (`kcc.scan.max_margin.max_margin` at the scan's CPU budget) blended into the held-aside
-synthetic images at weights 0.05-0.5 (`blend`: the share sent to the target at each weight;
-the scan's `blend_trigger` reads the smallest weight reaching 0.9): does the backdoor's own
+synthetic images at weights 0.05-0.5 (`blend`: `kcc.interpolation.blend_curve`, the share sent
+to the target at each weight; the scan's `blend_trigger` reads the smallest weight reaching
+0.9): does the backdoor's own
 image, which no trigger unlearned on the models where it was not flagged, see what the
 unlearned triggers' rates do not?
 
@@ -40,7 +41,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np
 import probe_setup
 import zoo
-from kcc import distillation, rewrite, saving, scan, training, unlearning
+from kcc import distillation, interpolation, rewrite, saving, scan, training, unlearning
 
 OUT = "benchmarks/results/probes/interpolation.json"
 ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -49,7 +50,6 @@ cr = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
 A, B = os.environ.get("A", "truncated"), os.environ["B"]
 FRESH = tuple(float(a) for a in os.environ.get("FRESH", "").split(",") if a)
 BLEND = os.environ.get("BLEND") == "1"
-BLEND_WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 model, attack, x, y, _ = zoo.load_entry(name, 100)
 prep = pickle.load(open(cache, "rb"))
 student, _ = rewrite.compress(model, cr, float("inf"))
@@ -69,7 +69,7 @@ if BLEND:
 rows = []
 start = time.time()
 for alpha in ALPHAS:
-    student.set_weights([(1 - alpha) * a + alpha * b for a, b in zip(start_weights, end_weights)])
+    student.set_weights(interpolation.mix(start_weights, end_weights, alpha))
     distillation.reestimate_batchnorm(student, calibration)
     agreement, rate, held_out = validation.measure()
     rows.append({"alpha": alpha, "test": probe_setup.scores(student, x, y, attack),
@@ -77,11 +77,9 @@ for alpha in ALPHAS:
                  "held_out_trigger_rate": held_out})
     if BLEND:
         labels = training.predict_labels(student, prep["val"])
-        rows[-1]["blend"] = {
-            str(t): {str(w): scan.inversion.flip_rate(
-                student, scan.Trigger("blend", t, margin_images[t],
-                                      np.full((*prep["val"].shape[1:3], 1), w, np.float32)),
-                prep["val"], labels) for w in BLEND_WEIGHTS} for t in targets}
+        rows[-1]["blend"] = {str(t): dict(zip(map(str, interpolation.BLEND_WEIGHTS), map(
+            float, interpolation.blend_curve(student, margin_images[t], t, prep["val"], labels))))
+            for t in targets}
     if alpha in FRESH:
         budget = scan.BUDGETS["cpu"]
         fit = prep["images"][:256]
