@@ -164,7 +164,9 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
             (not modified).
         num_images: how many images to make (paper: 5120).
         steps: Adam steps per batch (paper: 500).
-        learning_rate: Adam learning rate in normalised input units (paper: 0.1).
+        learning_rate: Adam learning rate in normalised input units (paper: 0.1), or a
+            `keras.optimizers.schedules.LearningRateSchedule` of the step within a batch (it
+            starts again at step 0 for every batch).
         batch_size: images optimised together.
         seed: seeds the initial noise and the labels.
         verbose: show progress over all optimisation steps (`kcc.progress`).
@@ -222,7 +224,8 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
                 synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
                 for variable in optimizer.variables:  # a fresh Adam for every batch
                     variable.assign(ops.zeros(variable.shape, variable.dtype))
-                optimizer.learning_rate = learning_rate
+                if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+                    optimizer.learning_rate = learning_rate
                 info["bn_loss_first"].append(synthesizer.bn_loss())
                 synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
                                 shuffle=False, verbose=0,

@@ -42,6 +42,20 @@ def test_synthesis_is_seeded(tiny):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_synthesis_learning_rate_schedule_starts_again_for_every_batch(tiny):
+    # One step at 0.1, then a rate of 0: every batch must move once, as one step at 0.1 does
+    # (a schedule that ran on across batches would leave the second batch at its noise).
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([0], [0.1, 0.0])
+    scheduled = synthesis.synthesize(tiny, num_images=8, steps=3, learning_rate=schedule,
+                                     batch_size=4, seed=1, verbose=False)[0]
+    once = synthesis.synthesize(tiny, num_images=8, steps=1, learning_rate=0.1, batch_size=4,
+                                seed=1, verbose=False)[0]
+    noise = synthesis.synthesize(tiny, num_images=8, steps=1, learning_rate=0.0, batch_size=4,
+                                 seed=1, verbose=False)[0]
+    np.testing.assert_allclose(scheduled, once, atol=1e-5)
+    assert np.abs(scheduled[4:] - noise[4:]).max() > 1e-3
+
+
 def test_synthesis_needs_batchnorm():
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
                               keras.layers.Dense(2)])

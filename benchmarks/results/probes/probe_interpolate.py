@@ -26,6 +26,14 @@ to the target at each weight; the scan's `blend_trigger` reads the smallest weig
 image, which no trigger unlearned on the models where it was not flagged, see what the
 unlearned triggers' rates do not?
 
+With `QRANDOM=1`, at every mix also each unlearned quantise trigger's rate (held-aside images,
+teacher's labels, as the epoch rule measures) when its dither offsets are replaced by one
+fixed draw of white noise in (-0.5, 0.5) steps (seed 0; `qrandom`): on BPP's CPU-budget
+student (14% test ASR) Bayer dither sent 0.8% of the images to the target and random dither
+(drawn per image) 17.5%; does it grow with the mix as ASR does? Not until ASR has (that
+student, cr 2: 0.127 / 0.100 / 0.109 / 0.109 / 0.136 / 0.182 at alpha 1 / 0.9 / 0.8 / 0.7 /
+0.6 / 0.5, test ASR 14.11 / 16.44 / 19.78 / 22.89 / 26.89 / 31.67%).
+
 Reference: Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT), CVPR 2022.
 
 Usage (repository root; the cached preparation of `probe_late_unlearning.py` is needed):
@@ -50,6 +58,7 @@ cr = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
 A, B = os.environ.get("A", "truncated"), os.environ["B"]
 FRESH = tuple(float(a) for a in os.environ.get("FRESH", "").split(",") if a)
 BLEND = os.environ.get("BLEND") == "1"
+QRANDOM = os.environ.get("QRANDOM") == "1"
 model, attack, x, y, _ = zoo.load_entry(name, 100)
 prep = pickle.load(open(cache, "rb"))
 student, _ = rewrite.compress(model, cr, float("inf"))
@@ -80,6 +89,12 @@ for alpha in ALPHAS:
         rows[-1]["blend"] = {str(t): dict(zip(map(str, interpolation.BLEND_WEIGHTS), map(
             float, interpolation.blend_curve(student, margin_images[t], t, prep["val"], labels))))
             for t in targets}
+    if QRANDOM:
+        noise = np.random.default_rng(0).uniform(-0.5, 0.5, prep["val"].shape[1:3] + (1,))
+        rows[-1]["qrandom"] = [float(scan.inversion.flip_rate(
+            student, scan.inversion.Trigger("quantise", t.target, noise.astype(np.float32), None,
+                                            t.size), prep["val"], validation.teacher_labels))
+            for t in prep["triggers"] if t.kind == "quantise"]
     if alpha in FRESH:
         budget = scan.BUDGETS["cpu"]
         fit = prep["images"][:256]
@@ -94,8 +109,9 @@ for alpha in ALPHAS:
     print(rows[-1], flush=True)
 results = json.load(open(OUT)) if os.path.exists(OUT) else {}
 results[f"{name}|cr{cr:g}|{os.path.basename(B)}" + ("|fresh" if FRESH else "")
-        + ("|blend" if BLEND else "")] = {
+        + ("|blend" if BLEND else "") + ("|qrandom" if QRANDOM else "")] = {
     "command": f"A={A} B={B} FRESH={os.environ.get('FRESH', '')} BLEND={int(BLEND)} "
+               f"QRANDOM={int(QRANDOM)} "
                "KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
                + " ".join(sys.argv),
     "rows": rows, "seconds": round(time.time() - start, 1), "machine": zoo.machine()}

@@ -22,6 +22,10 @@ epoch), from:
 * `WEIGHT`: the unlearning term's weight (`unlearning_weight`, 1 in the recipe);
 * `SAVE=PATH`: the kept student's weights also written to PATH (`.weights.h5`), and those it
   started distillation from to PATH with `.start` before the suffix;
+* `QDITHER=random` or `mixed`: a quantise trigger is stamped with per-image uniform dither
+  offsets in (-0.5, 0.5) steps (random dithering) instead of its own plain or Bayer offsets,
+  for every stamped image (`random`) or half of them (`mixed`): does unlearning the family of
+  dithers remove a backdoor whose trigger dithers otherwise (BPP's error diffusion)?
 * `NOTRIG=1`: nothing unlearned, distillation alone (diagnosis: what distillation itself costs;
   the held-out triggers are still measured).
 
@@ -39,14 +43,16 @@ Usage (repository root; a cached preparation is reused):
 
 Writes rows to `benchmarks/results/probes/late_unlearning.json` (key NAME|crCR|variant).
 """
-import json, os, pickle, sys, time
+import json, os, pickle, sys, time, types
 sys.path.insert(0, "benchmarks")
 sys.path.insert(0, os.path.dirname(__file__))
 import keras
 import numpy as np
 import probe_setup
 import zoo
+from keras import ops
 from kcc import recipe, refit, rewrite, saving, scan, unlearning
+from kcc.scan import quantisation
 
 OUT = "benchmarks/results/probes/late_unlearning.json"
 name = sys.argv[1]
@@ -57,6 +63,7 @@ LR = float(os.environ.get("LR", "1e-3"))
 BN_LR = float(os.environ.get("BN_LR", LR))
 WEIGHT = float(os.environ.get("WEIGHT", "1"))
 OPT = os.environ.get("OPT", "adam")  # adam (the recipe's) or sgd (momentum 0.9)
+QDITHER = os.environ.get("QDITHER", "")
 NOTRIG = os.environ.get("NOTRIG") == "1"  # distillation alone: nothing unlearned (diagnosis)
 STEPS = int(os.environ.get("STEPS", probe_setup.BUDGET["synthesis_steps"]))
 IMAGES = int(os.environ.get("IMAGES", probe_setup.BUDGET["num_images"]))
@@ -116,6 +123,7 @@ variant = f"start={START},train={TRAIN},lr={LR:g}" + (
     f",weight={WEIGHT:g}" if WEIGHT != 1 else "") + (
     f",{OPT}" if OPT != "adam" else "") + (
     ",notrig" if NOTRIG else "") + (
+    f",qdither={QDITHER}" if QDITHER else "") + (
     f",images={IMAGES}x{STEPS}" if OTHER_IMAGES else "")
 if NOTRIG:
     prep["triggers"] = []
@@ -143,6 +151,25 @@ class Distiller(plain_distiller):
         for layer in frozen:
             layer.trainable = False
         super().__init__(teacher, student_, *args, **kwargs)
+
+    def stamp(self, x, pick=None):
+        if not (QDITHER and self.any_quantise):
+            return super().stamp(x, pick)
+
+        def quantise(images, step, dither):  # the same rounding, other dither offsets
+            offsets = keras.random.uniform(ops.shape(images[..., :1]), -0.5, 0.5,
+                                           seed=self.seed_generator)
+            if QDITHER == "mixed":
+                coin = keras.random.uniform((ops.shape(images)[0], 1, 1, 1),
+                                            seed=self.seed_generator)
+                offsets = ops.where(coin < 0.5, offsets, dither)
+            return quantisation.quantise(images, step, offsets)
+
+        unlearning.quantisation = types.SimpleNamespace(quantise=quantise)
+        try:
+            return super().stamp(x, pick)
+        finally:
+            unlearning.quantisation = quantisation
 
 
 unlearning.UnlearningDistiller = Distiller
@@ -172,7 +199,7 @@ if os.environ.get("SAVE"):
     student.save_weights(os.environ["SAVE"])
 row.update({
     "command": f"START={START} TRAIN={TRAIN} LR={LR:g} BN_LR={BN_LR:g} WEIGHT={WEIGHT:g} "
-               f"NOTRIG={int(NOTRIG)} "
+               f"NOTRIG={int(NOTRIG)} QDITHER={QDITHER} "
                f"OPT={OPT} STEPS={STEPS} IMAGES={IMAGES} "
                "KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax python "
                + " ".join(sys.argv),
