@@ -148,9 +148,11 @@ def _kept(row):
 
 
 def _revision(row):
-    """The revision, and the synthesis steps where they are not the CPU budget's 100."""
-    steps = row["budget"].get("synthesis_steps", 100)
-    return f"{row['budget'].get('revision', 1)}" + (f", {steps} steps" if steps != 100 else "")
+    """The revision, and the synthesis steps where they are not the CPU budget's (`_STEPS`'s
+    default)."""
+    steps = row["budget"].get("synthesis_steps", _STEPS.default)
+    return f"{row['budget'].get('revision', 1)}" + (
+        f", {steps} steps" if steps != _STEPS.default else "")
 
 
 def write_table(rows):

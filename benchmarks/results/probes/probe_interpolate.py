@@ -75,6 +75,11 @@ if BLEND:
     margin_images = scan.max_margin.max_margin(model, scan.BUDGETS["cpu"]["margin_images"],
                                                scan.BUDGETS["cpu"]["margin_steps"],
                                                verbose=False)[1]
+if QRANDOM:  # each unlearned quantise trigger with one fixed draw of white-noise offsets
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, prep["val"].shape[1:3] + (1,))
+    random_dithered = [scan.inversion.Trigger("quantise", t.target, noise.astype(np.float32),
+                                              None, t.size)
+                       for t in prep["triggers"] if t.kind == "quantise"]
 rows = []
 start = time.time()
 for alpha in ALPHAS:
@@ -90,11 +95,8 @@ for alpha in ALPHAS:
             float, interpolation.blend_curve(student, margin_images[t], t, prep["val"], labels))))
             for t in targets}
     if QRANDOM:
-        noise = np.random.default_rng(0).uniform(-0.5, 0.5, prep["val"].shape[1:3] + (1,))
         rows[-1]["qrandom"] = [float(scan.inversion.flip_rate(
-            student, scan.inversion.Trigger("quantise", t.target, noise.astype(np.float32), None,
-                                            t.size), prep["val"], validation.teacher_labels))
-            for t in prep["triggers"] if t.kind == "quantise"]
+            student, t, prep["val"], validation.teacher_labels)) for t in random_dithered]
     if alpha in FRESH:
         budget = scan.BUDGETS["cpu"]
         fit = prep["images"][:256]
