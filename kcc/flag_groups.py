@@ -101,7 +101,7 @@ def positive(*holders):
 
 
 def scan_budget():
-    """`--margin_images`, `--margin_steps`, `--num_images`, `--synthesis_steps`,
+    """`--margin_images`, `--margin_steps`, `--feature_steps`, `--num_images`, `--synthesis_steps`,
     `--inversion_steps`, `--inversion_batch_size`, `--seed`: the budget of `kcc.scan.scan`,
     defaulting to its `BUDGETS["full"]`.
 
@@ -116,6 +116,8 @@ def scan_budget():
                          "30). With many classes each gets fewer, so that one step stays within "
                          "512 images.",
         "margin_steps": "Optimisation steps of the maximum-margin signal (MM-BD: 300).",
+        "feature_steps": "Optimisation steps of the feature-posterior signal (FreeEagle: dummy "
+                         "intermediate features, 5 per class).",
         "num_images": "Synthetic images made from the model's own BatchNorm statistics (no real "
                       "data): half to reverse-engineer triggers on, half held aside to measure "
                       "how many each trigger flips.",

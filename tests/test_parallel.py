@@ -156,12 +156,14 @@ def test_the_scan_on_two_devices_equals_one():
     assert result["margin_shards"] == [[8], [4, 4], [3]]
     assert result["inversion_devices"] == [1, 2, 2]
     one, two = result["one"], result["two"]
-    assert one["notes"] == two["notes"] == []
+    # The tiny model's tail is too shallow for the feature signal (one device in any case).
+    shallow = [n for n in one["notes"] if n.startswith("The feature-posterior signal did not run")]
+    assert one["notes"] == two["notes"] == shallow and len(shallow) == 1
     for a, b in zip(one["per_class"], two["per_class"]):
         assert a.keys() == b.keys()
         for key, value in a.items():
             if isinstance(value, float) and np.isfinite(value):
                 np.testing.assert_allclose(b[key], value, rtol=1e-3, atol=1e-4, err_msg=key)
-    assert result["odd_notes"] == ["The margin ascent's 3 images do not split over 2 devices: "
-                                   "it ran on one."]
+    assert result["odd_notes"][0] == ("The margin ascent's 3 images do not split over 2 "
+                                      "devices: it ran on one.")
     assert "Received batch_size=15, num_images=15 (last batch: 0)." in result["error"]

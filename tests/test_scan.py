@@ -15,14 +15,15 @@ import pytest
 
 from kcc import scan as scan_lib
 from kcc.scan import anomaly
+from kcc.scan import feature_posteriors
 from kcc.scan import inversion
 from kcc.scan import max_margin
 from kcc.scan import quantisation
 from tests import backends
 from tests.planted import CLASSES, PATCH, PATCH_COLS, PATCH_ROWS, TARGET, stamp, task, train
 
-BUDGET = dict(margin_images=10, margin_steps=200, num_images=96, synthesis_steps=80,
-              inversion_steps=120, inversion_batch_size=16)
+BUDGET = dict(margin_images=10, margin_steps=200, feature_steps=100, num_images=96,
+              synthesis_steps=80, inversion_steps=120, inversion_batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_per_class_rows_and_trigger_files(reports, tmp_path):
     report = reports["backdoored"]
     assert len(report.per_class) == CLASSES
     for row in report.per_class:
-        for name in scan_lib.SIGNALS:
+        for name in report.settings["signals"]:
             assert np.isfinite(row[name]) and 0.0 <= row[f"{name}_p"] <= 1.0
         assert row["local_trigger_size"] > 0 and 0.0 <= row["local_trigger_flip_rate"] <= 1.0
         assert row["blend_trigger_size"] in max_margin.BLEND_WEIGHTS
@@ -286,13 +287,45 @@ def test_bad_models_get_clear_errors():
         scan_lib.check_model(single)
 
 
-def test_model_without_batchnorm_runs_the_margin_signal_only():
+def test_model_without_batchnorm_runs_the_signals_that_need_no_images():
     keras.utils.set_random_seed(0)
+    dense = [keras.layers.Dense(8, activation="relu") for _ in range(12)]  # a deep enough tail
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(5)])
-    report = scan_lib.scan(plain, margin_images=2, margin_steps=3, verbose=False)
-    assert report.settings["signals"] == ["max_margin"]
+                              keras.layers.Flatten(), *dense, keras.layers.Dense(5)])
+    report = scan_lib.scan(plain, margin_images=2, margin_steps=3, feature_steps=3,
+                           verbose=False)
+    assert report.settings["signals"] == ["max_margin", "feature_posterior"]
     assert any("no BatchNormalization" in n for n in report.notes)
+
+
+def test_a_model_that_cannot_be_split_skips_the_feature_signal_with_a_note():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    h = keras.layers.Add()([h, keras.layers.Conv2D(4, 1)(inputs)])  # the input crosses every cut
+    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, keras.layers.Add()([logits, keras.layers.Dense(3)(
+        keras.layers.Flatten()(inputs))]))
+    report = scan_lib.scan(model, margin_images=2, margin_steps=3, feature_steps=3,
+                           verbose=False)
+    assert "feature_posterior" not in report.settings["signals"]
+    assert any("feature-posterior signal did not run" in n for n in report.notes), report.notes
+
+
+def test_runner_up_matrix_renormalises_over_the_other_classes():
+    logits = np.array([[5.0, 1.0, 1.0 + np.log(3.0)], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0],
+                       [0.0, np.log(3.0), 9.0]])
+    matrix = feature_posteriors.runner_up_matrix(logits, np.array([0, 1, 2, 2]))
+    np.testing.assert_allclose(matrix[0], [0.0, 0.25, 0.75])
+    np.testing.assert_allclose(matrix[1], [0.5, 0.0, 0.5])
+    np.testing.assert_allclose(matrix[2], [0.5 * (0.5 + 0.25), 0.5 * (0.5 + 0.75), 0.0])
+
+
+def test_feature_signal_skips_a_tail_too_shallow_to_carry_a_backdoor(reports):
+    # The planted models' tail at SPLIT_DEPTH is one Dense layer: no feature signal, and a note.
+    for report in reports.values():
+        assert "feature_posterior" not in report.settings["signals"]
+        assert any("fewer than the 3" in n for n in report.notes), report.notes
 
 
 def test_command_line_json(models, tmp_path):
@@ -334,9 +367,12 @@ def test_both_backends_run_the_scan(backend):
         h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
         h = keras.layers.BatchNormalization()(h)
         h = keras.layers.GlobalAveragePooling2D()(h)
+        for _ in range(8):  # a tail deep enough for the feature signal
+            h = keras.layers.Dense(8, activation="relu")(h)
         model = keras.Model(inputs, keras.layers.Dense(4)(h))
-        r = scan.scan(model, margin_images=2, margin_steps=3, num_images=8, synthesis_steps=2,
-                      inversion_steps=3, inversion_batch_size=4, verbose=False)
+        r = scan.scan(model, margin_images=2, margin_steps=3, feature_steps=3, num_images=8,
+                      synthesis_steps=2, inversion_steps=3, inversion_batch_size=4,
+                      verbose=False)
         print(json.dumps({"rows": len(r.per_class), "signals": r.settings["signals"],
                           "p": r.p_value}))
     """)

@@ -1,11 +1,13 @@
 """Data-free backdoor scan: is a classifier backdoored, which class is the target, what is the
 trigger? `scan(model) -> ScanReport`; the command line is `python -m kcc.scan`.
 
-No image from any dataset is touched. Two independent signals, each a plain function:
+No image from any dataset is touched. Three independent kinds of signal, each a plain function:
 
 1. **Maximum margin** (`kcc.scan.max_margin`, MM-BD): per class, the largest logit margin that
    optimised inputs reach from uniform noise.
-2. **Trigger inversion** (`kcc.scan.inversion`, Neural Cleanse-style) on images synthesised
+2. **Feature posteriors** (`kcc.scan.feature_posteriors`, FreeEagle): per class, how much the
+   other classes' optimised dummy intermediate features lean towards it.
+3. **Trigger inversion** (`kcc.scan.inversion`, Neural Cleanse-style) on images synthesised
    from the model's own BatchNorm statistics (`kcc.synthesis`): per class, the smallest local
    (mask and pattern), global (additive), warp (smooth displacement) and smooth (low-frequency
    additive) triggers that send the other classes' images to it, and how many held-aside
@@ -19,22 +21,24 @@ on its inverse). `kcc.recipe` unlearns the blended image of a target whose p-val
 held-aside images to the class and the share it sends (`quantise_trigger_size`, the step, and
 `quantise_trigger_flip_rate`; `kcc.scan.quantisation`), a trigger family that the inversions
 cannot express (BppAttack). Neither votes: `ALPHA` and the budgets were chosen on the zoo with
-the first four signals; the smooth trigger, a fifth, was added later with them unchanged.
+the first four signals; the smooth trigger, a fifth, and the feature posteriors, a sixth, were
+added later with them unchanged.
 
-Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the inverse
-of a trigger's size, `trigger_statistic`), and `kcc.scan.anomaly.p_values` tests it as MM-BD
-does (a gamma null fitted to the other classes, an order-statistic p-value, step-down for
-several targets). A class's combined p-value is the Bonferroni combination of its p-values over
-the signals that ran (`min(1, S * min_s p_s)` for `S` signals; `combined_p_values`), an
-inverted trigger's p-value counting only when that trigger sends at least `MIN_FLIP_RATE` of
-the held-aside synthetic images to its class, and the model is reported as backdoored when
-some class's combined p-value is below `ALPHA`; those classes are the suspected targets.
+Each signal gives one statistic per class, large = suspicious (the margin `r_k`; the feature
+posteriors' share `s_j`; the inverse of a trigger's size, `trigger_statistic`), and
+`kcc.scan.anomaly.p_values` tests it as MM-BD does (a gamma null fitted to the other classes,
+an order-statistic p-value, step-down for several targets). A class's combined p-value is the
+Bonferroni combination of its p-values over the signals that ran (`min(1, S * min_s p_s)` for
+`S` signals; `combined_p_values`), an inverted trigger's p-value counting only when that trigger
+sends at least `MIN_FLIP_RATE` of the held-aside synthetic images to its class, and the model is
+reported as backdoored when some class's combined p-value is below `ALPHA`; those classes are
+the suspected targets.
 
 How `ALPHA` and the budgets were chosen is recorded in `benchmarks/results/scan_zoo.md`: on
 the zoo's models (clean and infected, CIFAR-10 and GTSRB), never on test labels.
 
 All-to-all backdoors (class `c` to `c + 1`) have no single target: every class is the target of
-one source class, so no class stands out in either signal and the scan reports no target (the
+one source class, so no class stands out in any signal and the scan reports no target (the
 zoo's all-to-all models are in the evidence). A model with several all-to-one targets can be
 reported with several target classes.
 """
@@ -50,6 +54,7 @@ from kcc import parallel
 from kcc import synthesis
 from kcc import training
 from kcc.scan import anomaly
+from kcc.scan import feature_posteriors
 from kcc.scan import inversion
 from kcc.scan import max_margin
 from kcc.scan import quantisation
@@ -74,14 +79,14 @@ MAX_INVERTED = 10
 #: Images per step of the margin ascent, over all classes; with more classes each gets fewer.
 MARGIN_BATCH = 512
 
-SIGNALS = ("max_margin", *(f"{kind}_trigger" for kind in inversion.KINDS))
+SIGNALS = ("max_margin", "feature_posterior", *(f"{kind}_trigger" for kind in inversion.KINDS))
 #: Named budgets of `scan`: "full" is its defaults (MM-BD's 30 images x 300 steps), "cpu" what
 #: `flags/scan_cpu.flags` sets (a width-16 ResNet-18 in minutes on 2 CPU cores).
 BUDGETS = {
-    "full": dict(margin_images=30, margin_steps=300, num_images=256, synthesis_steps=200,
-                 inversion_steps=300, inversion_batch_size=32),
-    "cpu": dict(margin_images=5, margin_steps=100, num_images=64, synthesis_steps=100,
-                inversion_steps=100, inversion_batch_size=8),
+    "full": dict(margin_images=30, margin_steps=300, feature_steps=300, num_images=256,
+                 synthesis_steps=200, inversion_steps=300, inversion_batch_size=32),
+    "cpu": dict(margin_images=5, margin_steps=100, feature_steps=300, num_images=64,
+                synthesis_steps=100, inversion_steps=100, inversion_batch_size=8),
 }
 
 
@@ -167,9 +172,9 @@ def trigger_statistic(size):
     return 1.0 / max(float(size), 1e-6)
 
 
-def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_steps=200,
-         inversion_steps=300, inversion_batch_size=32, seed=0, verbose=True, images=None,
-         distribution=None):
+def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_images=256,
+         synthesis_steps=200, inversion_steps=300, inversion_batch_size=32, seed=0, verbose=True,
+         images=None, distribution=None):
     """Scans a classifier for a backdoor without data (see the module docstring).
 
     Args:
@@ -178,6 +183,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         margin_images: images per class of the margin ascent (MM-BD: 30); with more than
             `MARGIN_BATCH // margin_images` classes, `MARGIN_BATCH // K` (at least 1).
         margin_steps: Adam steps of the margin ascent (MM-BD: 300).
+        feature_steps: Adam steps of the dummy features (`kcc.scan.feature_posteriors`, 5 per
+            class, split at `feature_posteriors.SPLIT_DEPTH` of the layers).
         num_images: synthetic images for trigger inversion: half to fit the triggers on, half
             held aside to measure their flip rates.
         synthesis_steps: Adam steps per synthetic batch (`kcc.synthesis`).
@@ -197,7 +204,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
             batch and every inversion batch over the devices (JAX only). The device count must
             divide `min(num_images, 256)`, `num_images` and `inversion_batch_size`
             (`ValueError` before any work); where it does not divide the margin ascent's
-            `K * margin_images` images, that stage runs on one device (said in the notes). The
+            `K * margin_images` images, that stage runs on one device (said in the notes); the
+            feature posteriors always run on one device. The
             report is the single-device one up to float rounding; checking the triggers'
             flip rates runs on one device.
 
@@ -210,8 +218,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
     num_classes = check_model(model)
     model = depthwise.twin(model)  # XLA's grouped convolutions are slow (kcc.depthwise)
     distribution = parallel.get(distribution)
-    stages = 3 if synthesis.batchnorm_layers(model) else 1
-    if stages == 3:
+    stages = 4 if synthesis.batchnorm_layers(model) else 2
+    if stages == 4:
         parallel.check_batch_size(distribution, min(num_images, 256), num_images)
         parallel.check_batch_size(distribution, inversion_batch_size, inversion_batch_size)
     say = print if verbose else (lambda *a, **k: None)
@@ -234,11 +242,23 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         distribution=margin_distribution)
     seconds["max_margin"] = time.time() - start
 
+    t = time.time()
+    say(f"[2/{stages}] feature posteriors per class ({num_classes} classes x 5 dummy feature "
+        f"maps, {feature_steps} steps)")
+    try:
+        stats["feature_posterior"], _ = feature_posteriors.feature_posteriors(
+            model, steps=feature_steps, seed=seed, verbose=verbose)
+    except ValueError as error:  # no layer splits the model
+        notes.append(f"The feature-posterior signal did not run: {error}")
+    seconds["feature_posterior"] = time.time() - t
+
     triggers = {}
-    if stages == 1:
+    if stages == 2:
         notes.append("The model has no BatchNormalization layer, so no synthetic images can be "
                      "made from its statistics: trigger inversion did not run; the verdict "
-                     "rests on the maximum margin alone.")
+                     "rests on " + ("the maximum margin and the feature posteriors."
+                                    if "feature_posterior" in stats else
+                                    "the maximum margin alone."))
     else:
         candidates = np.arange(num_classes)
         if num_classes > MAX_INVERTED:
@@ -248,19 +268,19 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
                          f"({', '.join(map(str, candidates))}).")
         t = time.time()
         if images is None:
-            say(f"[2/3] synthesising {num_images} images from the BatchNorm statistics "
+            say(f"[3/4] synthesising {num_images} images from the BatchNorm statistics "
                 f"({synthesis_steps} steps)")
             images, _, _ = synthesis.synthesize(model, num_images, synthesis_steps,
                                                 batch_size=min(num_images, 256), seed=seed,
                                                 verbose=verbose, distribution=distribution)
         else:
-            say(f"[2/3] using {min(num_images, len(images))} synthetic images given")
+            say(f"[3/4] using {min(num_images, len(images))} synthetic images given")
             images = np.asarray(images[:num_images], np.float32)
         labels = training.predict_labels(model, images)
         seconds["synthesis"] = time.time() - t
         t = time.time()
         half = len(images) // 2
-        say(f"[3/3] inverting a local, a global, a warp and a smooth trigger for "
+        say(f"[4/4] inverting a local, a global, a warp and a smooth trigger for "
             f"{len(candidates)} classes ({inversion_steps} steps, {half} images; "
             f"{len(images) - half} held aside)")
         inverted = inversion.invert_triggers(model, images[:half], labels[:half],
@@ -309,8 +329,8 @@ def scan(model, margin_images=30, margin_steps=300, num_images=256, synthesis_st
         alpha=ALPHA, per_class=per_class, triggers=triggers, notes=notes,
         seconds={k: round(v, 1) for k, v in seconds.items()},
         settings={"margin_images": per_class_images, "margin_steps": margin_steps,
-                  "num_images": num_images, "synthesis_steps": synthesis_steps,
-                  "inversion_steps": inversion_steps,
+                  "feature_steps": feature_steps, "num_images": num_images,
+                  "synthesis_steps": synthesis_steps, "inversion_steps": inversion_steps,
                   "inversion_batch_size": inversion_batch_size, "seed": seed,
                   "signals": list(stats)},
         margin_images=margin_images,

@@ -23,7 +23,7 @@ _MODEL, _TRUST_SOURCE = flag_groups.suspect(DEFAULT_MODEL)
 # ----------------------------------------------------------------------------- budget
 _BUDGET = flag_groups.scan_budget()
 _DISTRIBUTION = flag_groups.distribution(
-    "the margin ascent, synthesis and trigger inversion")
+    "the margin ascent, synthesis and trigger inversion (not the feature posteriors)")
 # ----------------------------------------------------------------------------- output
 _JSON = flags.DEFINE_bool(
     "json", False,
@@ -38,9 +38,10 @@ HELP = cli.Help(
     tool="kcc.scan",
     summary="Says whether an image classifier looks backdoored, which class is the target and "
             "what the trigger looks like, without any data: the maximum logit margin each "
-            "class can reach (MM-BD) and the smallest trigger that sends other classes' images "
+            "class can reach (MM-BD), how much the other classes' dummy features lean towards it "
+            "(FreeEagle) and the smallest trigger that sends other classes' images "
             "to it, reverse-engineered on images synthesised from the model's own BatchNorm "
-            "statistics. A class that stands out in either is a suspected target (a trigger only "
+            "statistics. A class that stands out in any is a suspected target (a trigger only "
             "if it also works on held-aside synthetic images).",
     examples=[
         "python -m kcc.scan --model=suspect.keras",
@@ -112,7 +113,9 @@ def summary(report):
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-    legend = ("max margin: the largest logit margin reached (MM-BD); local/global/warp/smooth "
+    legend = ("max margin: the largest logit margin reached (MM-BD); feature posterior: the "
+              "class's mean share of the other classes' runner-up posteriors on dummy features "
+              "(FreeEagle); local/global/warp/smooth "
               "trigger: 1 / size of the smallest trigger found (mask pixels / L2 norm of the "
               "perturbation / mean displacement in pixels / L2 norm of the smooth perturbation). "
               "Larger = more suspicious. A trigger's p-value counts towards p only when the "
