@@ -312,6 +312,24 @@ def test_a_model_that_cannot_be_split_skips_the_feature_signal_with_a_note():
     assert any("feature-posterior signal did not run" in n for n in report.notes), report.notes
 
 
+def test_more_than_1000_classes_shrink_the_budget_and_say_so():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    for _ in range(8):  # a tail deep enough for the feature signal
+        h = keras.layers.Dense(8, activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(1100)(h))
+    report = scan_lib.scan(model, margin_images=2, margin_steps=2, feature_steps=2, num_images=8,
+                           synthesis_steps=2, inversion_steps=2, inversion_batch_size=4,
+                           verbose=False)
+    assert len(report.per_class) == 1100 and len(report.settings["signals"]) == 6
+    notes = " ".join(report.notes)
+    assert "the margin ascent uses 1 image(s) per class instead of 2" in notes, notes
+    assert "the feature posteriors use 1 dummy feature map(s) per class instead of 5" in notes
+    assert f"inverted for the {scan_lib.MAX_INVERTED} classes with the largest margins" in notes
+
+
 def test_runner_up_matrix_renormalises_over_the_other_classes():
     logits = np.array([[5.0, 1.0, 1.0 + np.log(3.0)], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0],
                        [0.0, np.log(3.0), 9.0]])

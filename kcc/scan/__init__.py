@@ -76,8 +76,11 @@ MIN_FLIP_RATE = 0.5
 #: Classes above which trigger inversion runs only on the `MAX_INVERTED` classes with the
 #: largest margins (its cost grows with the number of classes it inverts).
 MAX_INVERTED = 10
-#: Images per step of the margin ascent, over all classes; with more classes each gets fewer.
+#: Images per step of the margin ascent, over all classes; with more classes each gets fewer
+#: (and so do the dummy feature maps of the feature posteriors).
 MARGIN_BATCH = 512
+#: Dummy feature maps per class of the feature posteriors (`kcc.scan.feature_posteriors`).
+FEATURE_MAPS = 5
 
 SIGNALS = ("max_margin", "feature_posterior", *(f"{kind}_trigger" for kind in inversion.KINDS))
 #: Named budgets of `scan`: "full" is its defaults (MM-BD's 30 images x 300 steps), "cpu" what
@@ -183,8 +186,9 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
         margin_images: images per class of the margin ascent (MM-BD: 30); with more than
             `MARGIN_BATCH // margin_images` classes, `MARGIN_BATCH // K` (at least 1).
         margin_steps: Adam steps of the margin ascent (MM-BD: 300).
-        feature_steps: Adam steps of the dummy features (`kcc.scan.feature_posteriors`, 5 per
-            class, split at `feature_posteriors.SPLIT_DEPTH` of the layers).
+        feature_steps: Adam steps of the dummy features (`kcc.scan.feature_posteriors`,
+            `FEATURE_MAPS` per class, fewer with more than `MARGIN_BATCH // FEATURE_MAPS`
+            classes; split at `feature_posteriors.SPLIT_DEPTH` of the layers).
         num_images: synthetic images for trigger inversion: half to fit the triggers on, half
             held aside to measure their flip rates.
         synthesis_steps: Adam steps per synthetic batch (`kcc.synthesis`).
@@ -243,12 +247,16 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
     seconds["max_margin"] = time.time() - start
 
     t = time.time()
-    say(f"[2/{stages}] feature posteriors per class ({num_classes} classes x 5 dummy feature "
-        f"maps, {feature_steps} steps)")
+    restarts = max(1, min(FEATURE_MAPS, MARGIN_BATCH // num_classes))
+    if restarts < FEATURE_MAPS:
+        notes.append(f"{num_classes} classes: the feature posteriors use {restarts} dummy "
+                     f"feature map(s) per class instead of {FEATURE_MAPS}.")
+    say(f"[2/{stages}] feature posteriors per class ({num_classes} classes x {restarts} dummy "
+        f"feature maps, {feature_steps} steps)")
     try:
         stats["feature_posterior"], _ = feature_posteriors.feature_posteriors(
-            model, steps=feature_steps, seed=seed, verbose=verbose)
-    except ValueError as error:  # no layer splits the model
+            model, restarts, feature_steps, seed=seed, verbose=verbose)
+    except ValueError as error:  # no layer splits the model, or its tail is too shallow
         notes.append(f"The feature-posterior signal did not run: {error}")
     seconds["feature_posterior"] = time.time() - t
 
