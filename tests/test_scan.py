@@ -388,14 +388,20 @@ def test_both_backends_run_the_scan(backend):
         for _ in range(8):  # a tail deep enough for the feature signal
             h = keras.layers.Dense(8, activation="relu")(h)
         model = keras.Model(inputs, keras.layers.Dense(4)(h))
+        before = [np.array(w) for w in model.get_weights()]
         r = scan.scan(model, margin_images=2, margin_steps=3, feature_steps=3, num_images=8,
                       synthesis_steps=2, inversion_steps=3, inversion_batch_size=4,
                       verbose=False)
+        unchanged = all(np.array_equal(a, np.array(b))
+                        for a, b in zip(before, model.get_weights()))
         print(json.dumps({"rows": len(r.per_class), "signals": r.settings["signals"],
-                          "p": r.p_value}))
+                          "p": r.p_value, "unchanged": unchanged,
+                          "trainable": model.trainable and all(l.trainable for l in model.layers)}))
     """)
     assert result["rows"] == 4 and len(result["signals"]) == len(scan_lib.SIGNALS)
     assert 0 <= result["p"] <= 1
+    # The scan only reads the model: its weights and trainable flags are as they came.
+    assert result["unchanged"] and result["trainable"], result
 
 
 def test_budgets_match_the_flagfile_and_the_defaults():

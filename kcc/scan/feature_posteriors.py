@@ -148,13 +148,14 @@ def feature_posteriors(model, restarts=5, steps=300, learning_rate=0.01, depth=S
         raise ValueError(f"Need restarts >= 1 and steps >= 1. Received restarts={restarts}, "
                          f"steps={steps}.")
     tail, layer = split(model, depth)
-    trainable = [(l, l.trainable) for l in flops.iterate_layers(model)]
+    outer, trainable = model.trainable, [(l, l.trainable) for l in flops.iterate_layers(model)]
     model.trainable = False
     try:
         ascent = FeatureAscent(tail, restarts, seed)
         logits = ops.convert_to_numpy(max_margin.ascend(ascent, steps, learning_rate,
                                                         "feature posteriors", verbose))
-    finally:
+    finally:  # the model leaves as trainable as it came, itself and every layer
+        model.trainable = outer
         for l, flag in trainable:
             l.trainable = flag
     matrix = runner_up_matrix(logits, ascent.classes)
