@@ -38,9 +38,10 @@ How `ALPHA` and the budgets were chosen is recorded in `benchmarks/results/scan_
 the zoo's models (clean and infected, CIFAR-10 and GTSRB), never on test labels.
 
 All-to-all backdoors (class `c` to `c + 1`) have no single target: every class is the target of
-one source class, so no class stands out in any signal and the scan reports no target (the
-zoo's all-to-all models are in the evidence). A model with several all-to-one targets can be
-reported with several target classes.
+one source class, so usually no class stands out and the scan reports no target; where one
+does, the model is reported as backdoored with a target that is not the attack's (the zoo's
+WaNet all-to-all model, class 3, by the feature posteriors; `benchmarks/results/scan_zoo.md`).
+A model with several all-to-one targets can be reported with several target classes.
 """
 
 import dataclasses
