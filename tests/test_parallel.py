@@ -164,6 +164,7 @@ def test_the_scan_on_two_devices_equals_one():
         for key, value in a.items():
             if isinstance(value, float) and np.isfinite(value):
                 np.testing.assert_allclose(b[key], value, rtol=1e-3, atol=1e-4, err_msg=key)
-    assert result["odd_notes"][0] == ("The margin ascent's 3 images do not split over 2 "
-                                      "devices: it ran on one.")
+    assert len(result["odd_notes"]) == 2 and result["odd_notes"][0] == (
+        "The margin ascent's 3 images do not split over 2 devices: it ran on one.")
+    assert result["odd_notes"][1].startswith("The feature-posterior signal did not run: the tail")
     assert "Received batch_size=15, num_images=15 (last batch: 0)." in result["error"]
