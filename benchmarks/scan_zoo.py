@@ -28,7 +28,6 @@ from kcc import intake
 from kcc import saving
 from kcc import scan as scan_lib
 from kcc.scan import anomaly
-from kcc.scan import feature_posteriors
 
 import zoo  # benchmarks/zoo.py, beside this script
 
@@ -69,15 +68,12 @@ def add_feature_signal(row, model, settings):
     feature signal reads nothing they made. Its seconds are added to the stored total and the
     machine that ran it is recorded (`feature_signal_added`)."""
     start = time.time()
-    try:
-        s, _ = feature_posteriors.feature_posteriors(
-            depthwise.twin(model), steps=settings["feature_steps"], seed=settings["seed"],
-            verbose=False)
+    s = scan_lib.feature_signal(depthwise.twin(model), settings["feature_steps"], row["notes"],
+                                seed=settings["seed"])
+    if s is not None:
         for c, row_c in enumerate(row["per_class"]):
             row_c["feature_posterior"] = float(s[c])
         row["settings"]["signals"].insert(1, "feature_posterior")
-    except ValueError as error:  # as kcc.scan.scan words it
-        row["notes"].append(f"The feature-posterior signal did not run: {error}")
     seconds = time.time() - start
     row["seconds"]["feature_posterior"] = round(seconds, 1)
     row["seconds"]["total"] = round(row["seconds"]["total"] + seconds, 1)

@@ -32,6 +32,7 @@ from keras import ops
 from kcc import adversarial
 from kcc import flops
 from kcc import metrics
+from kcc import models
 from kcc import progress
 
 # Keras momentum of PyTorch's default BatchNorm running average (torch momentum 0.1).
@@ -277,9 +278,9 @@ def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning
         `(history, refresh)`: the Keras `History` and the `RefreshAdversarial` callback (its
         `target_rates` say which classes the teacher gave the adversarial images).
     """
-    trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(student)]
-    freeze_all_but_batchnorm(student)
-    try:
+    # the student leaves as trainable as it came, for whoever fine-tunes it next
+    with models.trainable_restored(student):
+        freeze_all_but_batchnorm(student)
         keras.utils.set_random_seed(seed)
         distiller = Distiller(student, gamma=gamma, adversarial_cap=adversarial_cap)
         distiller.compile(optimizer=keras.optimizers.Adam(learning_rate))
@@ -289,7 +290,4 @@ def distill(teacher, student, images, labels, epochs=5, batch_size=128, learning
         with batchnorm_momentum(student, PYTORCH_BN_MOMENTUM):
             history = distiller.fit(data, epochs=epochs, verbose=0,
                                     callbacks=[refresh, *(callbacks or []), *shown])
-    finally:  # the student leaves as trainable as it came, for whoever fine-tunes it next
-        for layer, flag in trainable:
-            layer.trainable = flag
     return history, refresh

@@ -21,6 +21,7 @@ from keras import ops
 
 from kcc import depthwise
 from kcc import flops
+from kcc import models
 from kcc import parallel
 from kcc import progress as progress_lib
 
@@ -205,39 +206,34 @@ def synthesize(model, num_images=5120, steps=500, learning_rate=0.1, batch_size=
     parallel.check_batch_size(distribution, batch_size, batch_size)
     distribution = parallel.shard_first_axis(distribution, ".*normalised_images")
 
-    trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(model)]
-    probe.trainable = False  # the images are the only trainable weight
     info = {"bn_loss_first": [], "bn_loss_last": [], "batch_seconds": []}
     progress = progress_lib.Progress(num_batches * steps, "synthesis") if verbose else None
     start = time.time()
-    try:
-        with parallel.scope(distribution, model):
-            synthesizer = Synthesizer(probe, targets, mean, std, batch_size)
-            optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-8)
-            synthesizer.compile(optimizer=optimizer,
-                                steps_per_execution=_steps_per_execution(steps))
-            placeholder = np.zeros((steps * batch_size, 1), np.float32)
-            for b in range(num_batches):
-                batch_start = time.time()
-                y = labels[b * batch_size:(b + 1) * batch_size]
-                z = rng.standard_normal((batch_size, *shape)).astype(np.float32)
-                synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
-                for variable in optimizer.variables:  # a fresh Adam for every batch
-                    variable.assign(ops.zeros(variable.shape, variable.dtype))
-                if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-                    optimizer.learning_rate = learning_rate
-                info["bn_loss_first"].append(synthesizer.bn_loss())
-                synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
-                                shuffle=False, verbose=0,
-                                callbacks=[progress.callback(b * steps)] if progress else None)
-                info["bn_loss_last"].append(synthesizer.bn_loss())
-                images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
-                info["batch_seconds"].append(round(time.time() - batch_start, 3))
-                if progress:
-                    progress.update((b + 1) * steps, [("bn_loss", info["bn_loss_last"][-1])])
-    finally:
-        for layer, flag in trainable:
-            layer.trainable = flag
+    with models.trainable_restored(model), parallel.scope(distribution, model):
+        probe.trainable = False  # the images are the only trainable weight
+        synthesizer = Synthesizer(probe, targets, mean, std, batch_size)
+        optimizer = keras.optimizers.Adam(learning_rate, epsilon=1e-8)
+        synthesizer.compile(optimizer=optimizer,
+                            steps_per_execution=_steps_per_execution(steps))
+        placeholder = np.zeros((steps * batch_size, 1), np.float32)
+        for b in range(num_batches):
+            batch_start = time.time()
+            y = labels[b * batch_size:(b + 1) * batch_size]
+            z = rng.standard_normal((batch_size, *shape)).astype(np.float32)
+            synthesizer.normalised_images.assign(np.clip(z, synthesizer.low, synthesizer.high))
+            for variable in optimizer.variables:  # a fresh Adam for every batch
+                variable.assign(ops.zeros(variable.shape, variable.dtype))
+            if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+                optimizer.learning_rate = learning_rate
+            info["bn_loss_first"].append(synthesizer.bn_loss())
+            synthesizer.fit(placeholder, np.tile(y, steps), batch_size=batch_size, epochs=1,
+                            shuffle=False, verbose=0,
+                            callbacks=[progress.callback(b * steps)] if progress else None)
+            info["bn_loss_last"].append(synthesizer.bn_loss())
+            images[b * batch_size:(b + 1) * batch_size] = synthesizer.images()
+            info["batch_seconds"].append(round(time.time() - batch_start, 3))
+            if progress:
+                progress.update((b + 1) * steps, [("bn_loss", info["bn_loss_last"][-1])])
     seconds = time.time() - start
     info.update(seconds=round(seconds, 2),
                 image_steps_per_second=round(num_batches * batch_size * steps / seconds, 1))

@@ -44,7 +44,7 @@ import numpy as np
 from keras import ops
 
 from kcc import distillation
-from kcc import flops
+from kcc import models
 from kcc import parallel
 from kcc import progress
 from kcc.scan import inversion
@@ -404,28 +404,22 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
     """
     distribution = parallel.get(distribution)
     parallel.check_batch_size(distribution, batch_size, len(images))
-    trainable = [(layer, layer.trainable) for layer in flops.iterate_layers(student)]
-    teacher_trainable = teacher.trainable
-    try:
+    with models.trainable_restored(student, teacher), \
+            parallel.scope(distribution, teacher, student):
         student.trainable, teacher.trainable = True, False
-        with parallel.scope(distribution, teacher, student):
-            keras.utils.set_random_seed(seed)
-            distiller = UnlearningDistiller(teacher, student, triggers, temperature,
-                                            unlearning_weight, augment, seed)
-            steps = epochs * -(-len(images) // batch_size)
-            distiller.compile(optimizer=keras.optimizers.Adam(
-                keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))
-            validation = SyntheticValidation(teacher, student, validation_images, triggers,
-                                             max_trigger_rate,
-                                             calibration_images=calibration_images(images),
-                                             held_out_triggers=held_out_triggers)
-            history = distiller.fit(
-                np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs,
-                verbose=0,
-                callbacks=[validation, *callbacks,
-                           *progress.callbacks("distillation", verbose=verbose)])
-    finally:
-        for layer, flag in trainable:
-            layer.trainable = flag
-        teacher.trainable = teacher_trainable
+        keras.utils.set_random_seed(seed)
+        distiller = UnlearningDistiller(teacher, student, triggers, temperature,
+                                        unlearning_weight, augment, seed)
+        steps = epochs * -(-len(images) // batch_size)
+        distiller.compile(optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))
+        validation = SyntheticValidation(teacher, student, validation_images, triggers,
+                                         max_trigger_rate,
+                                         calibration_images=calibration_images(images),
+                                         held_out_triggers=held_out_triggers)
+        history = distiller.fit(
+            np.asarray(images, np.float32), batch_size=batch_size, epochs=epochs,
+            verbose=0,
+            callbacks=[validation, *callbacks,
+                       *progress.callbacks("distillation", verbose=verbose)])
     return history, validation

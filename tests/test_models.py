@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -71,3 +72,26 @@ def test_every_architecture_runs_on_jax():
         print(json.dumps(out))
     """)
     assert result == {n: [2, 10] for n in models.ARCHITECTURES}
+
+
+def _flags(model):
+    return [model.trainable, model.layers[1].trainable,
+            *(l.trainable for l in model.layers[1].layers), model.layers[2].trainable]
+
+
+def test_trainable_restored_gives_back_every_flag_even_on_error():
+    inner = keras.Sequential([keras.layers.Dense(3), keras.layers.Dense(3)], name="inner")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
+    inner.layers[0].trainable = False  # one layer frozen on its own, inside a nested model
+    before = _flags(model)
+    assert before == [True, True, False, True, True]
+    with models.trainable_restored(model):
+        model.trainable = False
+        assert not any(_flags(model))
+    assert _flags(model) == before
+    with pytest.raises(RuntimeError), models.trainable_restored(model):
+        model.trainable = True  # would unfreeze the frozen layer if only the model were kept
+        raise RuntimeError
+    assert _flags(model) == before
+    assert len(model.trainable_weights) == 4  # the frozen Dense's kernel and bias stay out

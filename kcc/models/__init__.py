@@ -6,7 +6,10 @@ has stable, readable layer names such as `stage2_block1_1_conv`. `width` scales 
 `width=64` is the paper-size model (ResNet-18: 11,173,962 trainable parameters).
 """
 
+import contextlib
 import math
+
+import keras
 
 from kcc.models import common
 from kcc.models.mobilenet_v2 import mobilenet_v2
@@ -38,3 +41,27 @@ def get(name, num_classes=10, width=64, dataset="cifar10", input_size=common.INP
 def trainable_params(model):
     """Number of trainable weights (the figure the paper reports; excludes BN moving stats)."""
     return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
+@contextlib.contextmanager
+def trainable_restored(*models):
+    """Context manager: on exit every model in `models`, each model nested in it and each of
+    their layers has the `trainable` flag it had on entry, whatever the code inside set.
+
+    Keras's `trainable` setter passes a model's flag down to every layer, so restoring only a
+    model's own flag unfreezes layers that had been frozen one by one, and restoring only the
+    layers leaves the model's own flag as the code inside set it (on TensorFlow a later `fit`
+    then trains with it). Flags are restored outermost first, so each layer ends with its own.
+    """
+    def walk(layer):
+        yield layer
+        if isinstance(layer, keras.Model):
+            for inner in layer.layers:
+                yield from walk(inner)
+
+    saved = [(layer, layer.trainable) for model in models for layer in walk(model)]
+    try:
+        yield
+    finally:
+        for layer, flag in saved:
+            layer.trainable = flag

@@ -176,6 +176,31 @@ def trigger_statistic(size):
     return 1.0 / max(float(size), 1e-6)
 
 
+def feature_maps(num_classes):
+    """Dummy feature maps per class of the feature posteriors: `FEATURE_MAPS`, fewer where
+    `num_classes` times that would pass `MARGIN_BATCH` (at least 1)."""
+    return max(1, min(FEATURE_MAPS, MARGIN_BATCH // num_classes))
+
+
+def feature_signal(model, steps, notes, seed=0, verbose=False):
+    """The feature-posterior stage of `scan`: `s`, float64 `(K,)`, or None where the signal
+    cannot run on `model` (no layer splits it, or its tail is too shallow:
+    `kcc.scan.feature_posteriors.split`). Why it did not run, and any smaller budget of dummy
+    feature maps (`feature_maps`), are appended to the list `notes` as `scan` reports them."""
+    num_classes = int(model.outputs[0].shape[-1])
+    restarts = feature_maps(num_classes)
+    if restarts < FEATURE_MAPS:
+        notes.append(f"{num_classes} classes: the feature posteriors use {restarts} dummy "
+                     f"feature map(s) per class instead of {FEATURE_MAPS}.")
+    try:
+        s, _ = feature_posteriors.feature_posteriors(model, restarts, steps, seed=seed,
+                                                     verbose=verbose)
+    except ValueError as error:
+        notes.append(f"The feature-posterior signal did not run: {error}")
+        return None
+    return s
+
+
 def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_images=256,
          synthesis_steps=200, inversion_steps=300, inversion_batch_size=32, seed=0, verbose=True,
          images=None, distribution=None):
@@ -248,17 +273,11 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
     seconds["max_margin"] = time.time() - start
 
     t = time.time()
-    restarts = max(1, min(FEATURE_MAPS, MARGIN_BATCH // num_classes))
-    if restarts < FEATURE_MAPS:
-        notes.append(f"{num_classes} classes: the feature posteriors use {restarts} dummy "
-                     f"feature map(s) per class instead of {FEATURE_MAPS}.")
-    say(f"[2/{stages}] feature posteriors per class ({num_classes} classes x {restarts} dummy "
-        f"feature maps, {feature_steps} steps)")
-    try:
-        stats["feature_posterior"], _ = feature_posteriors.feature_posteriors(
-            model, restarts, feature_steps, seed=seed, verbose=verbose)
-    except ValueError as error:  # no layer splits the model, or its tail is too shallow
-        notes.append(f"The feature-posterior signal did not run: {error}")
+    say(f"[2/{stages}] feature posteriors per class ({num_classes} classes x "
+        f"{feature_maps(num_classes)} dummy feature maps, {feature_steps} steps)")
+    s = feature_signal(model, feature_steps, notes, seed=seed, verbose=verbose)
+    if s is not None:
+        stats["feature_posterior"] = s
     seconds["feature_posterior"] = time.time() - t
 
     triggers = {}

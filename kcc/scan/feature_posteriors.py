@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from kcc import flops
+from kcc import models
 from kcc.scan import max_margin
 
 #: Depth of the split, as a share of the model's layers: FreeEagle splits deep in the network,
@@ -148,16 +149,11 @@ def feature_posteriors(model, restarts=5, steps=300, learning_rate=0.01, depth=S
         raise ValueError(f"Need restarts >= 1 and steps >= 1. Received restarts={restarts}, "
                          f"steps={steps}.")
     tail, layer = split(model, depth)
-    outer, trainable = model.trainable, [(l, l.trainable) for l in flops.iterate_layers(model)]
-    model.trainable = False
-    try:
+    with models.trainable_restored(model):
+        model.trainable = False
         ascent = FeatureAscent(tail, restarts, seed)
         logits = ops.convert_to_numpy(max_margin.ascend(ascent, steps, learning_rate,
                                                         "feature posteriors", verbose))
-    finally:  # the model leaves as trainable as it came, itself and every layer
-        model.trainable = outer
-        for l, flag in trainable:
-            l.trainable = flag
     matrix = runner_up_matrix(logits, ascent.classes)
     s = matrix.sum(axis=0) / (matrix.shape[0] - 1)
     return s, {"layer": layer, "matrix": np.round(matrix, 4).tolist()}

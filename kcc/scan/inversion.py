@@ -59,6 +59,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kcc import models
 from kcc import parallel
 from kcc import progress as progress_lib
 from kcc.attacks.wanet import bicubic_matrix
@@ -401,21 +402,17 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
     order = np.concatenate([rng.permutation(len(images))
                             for _ in range(-(-steps * batch_size // len(images)))])
     order = order[:steps * batch_size]
-    trainable = model.trainable
-    model.trainable = False
-    try:
-        with parallel.scope(distribution, model):
-            inversion = TriggerInversion(model, classes, lambda_mask, lambda_global,
-                                         lambda_warp)
-            checks = min(CHECKS, steps)
-            per_check = steps // checks
-            inversion.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                              steps_per_execution=min(per_check, 10))
-            keep = KeepSmallestEffective(model, images, labels)
-            inversion.fit(images[order], labels[order], batch_size=batch_size, epochs=checks,
-                          steps_per_epoch=per_check, shuffle=False, verbose=0,
-                          callbacks=[keep, *progress_lib.callbacks("trigger inversion",
-                                                                   verbose=verbose)])
-        return keep.best
-    finally:
-        model.trainable = trainable
+    with models.trainable_restored(model), parallel.scope(distribution, model):
+        model.trainable = False
+        inversion = TriggerInversion(model, classes, lambda_mask, lambda_global,
+                                     lambda_warp)
+        checks = min(CHECKS, steps)
+        per_check = steps // checks
+        inversion.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                          steps_per_execution=min(per_check, 10))
+        keep = KeepSmallestEffective(model, images, labels)
+        inversion.fit(images[order], labels[order], batch_size=batch_size, epochs=checks,
+                      steps_per_epoch=per_check, shuffle=False, verbose=0,
+                      callbacks=[keep, *progress_lib.callbacks("trigger inversion",
+                                                               verbose=verbose)])
+    return keep.best

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kcc import models
 from kcc import parallel
 from kcc import progress as progress_lib
 from kcc import training
@@ -123,16 +124,13 @@ def max_margin(model, images_per_class=30, steps=300, learning_rate=0.01, seed=0
     distribution = parallel.get(distribution)
     count = int(model.outputs[0].shape[-1]) * images_per_class
     parallel.check_batch_size(distribution, count, count)
-    trainable = model.trainable
-    model.trainable = False
-    try:
-        with parallel.scope(parallel.shard_first_axis(distribution, ".*images"), model):
-            ascent = MarginAscent(model, images_per_class, seed)
-            logits = ascend(ascent, steps, learning_rate, "max margin", verbose)
-            margins = ops.convert_to_numpy(ascent.margins(logits)).astype(np.float64)
-            images = ops.convert_to_numpy(ascent.images).astype(np.float32)
-    finally:
-        model.trainable = trainable
+    with models.trainable_restored(model), \
+            parallel.scope(parallel.shard_first_axis(distribution, ".*images"), model):
+        model.trainable = False
+        ascent = MarginAscent(model, images_per_class, seed)
+        logits = ascend(ascent, steps, learning_rate, "max margin", verbose)
+        margins = ops.convert_to_numpy(ascent.margins(logits)).astype(np.float64)
+        images = ops.convert_to_numpy(ascent.images).astype(np.float32)
     margins = margins.reshape(ascent.num_classes, images_per_class)
     images = images.reshape(ascent.num_classes, images_per_class, *images.shape[1:])
     best = margins.argmax(axis=1)
