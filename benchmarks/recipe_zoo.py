@@ -93,7 +93,10 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #:     flags `gtsrb_inputaware_all2one` (target 0) and `wanet_all2all` (class 3), so they are
 #:     distilled with their triggers unlearned instead of refitted. Where the scan's targets are
 #:     revision 23's (every other zoo model), so is the recipe: their revision-23 rows stand.
-REVISION = 24
+#: 25. For every suspected target, the smallest window of its max-margin image that, pasted in
+#:     place, sends 90% of the synthetic images to it is unlearned too (`kcc.recipe.
+#:     window_triggers`): `trojan_all2one`'s patch is not found by the local inversion.
+REVISION = 25
 
 
 def _budget():
@@ -787,6 +790,33 @@ NOTES = [
     "  Nor does a quantise trigger with random dither see BPP's mix going wrong",
     "  (`probe_interpolate.py QRANDOM=1`, `interpolation.json` row `|qrandom`: its rate on the",
     "  held-aside images is 0.10-0.13 from alpha 1 to 0.7 while test ASR rises 14% -> 23%).",
+    "* Revision 25 (2026-12-07, AMD EPYC, one core each, two rows side by side): a patch read",
+    "  off the max-margin image (`kcc.scan.max_margin.window_trigger`, `kcc.recipe.",
+    "  window_triggers`). Trojan's 5x5 patch escapes the local inversion (its target's inverted",
+    "  mask needed 84 pixels, as every class's), yet a 3x3 window of its target's max-margin",
+    "  image, pasted in place, sent 100% of 64 synthetic images to class 0, and no window of",
+    "  another class's more than 52% up to 7x7 (`probes/window.json`, `probes/probe_window.py`;",
+    "  `clean`'s classes 0 and 1: at most 21%). The gate, 90% of the synthetic images, is the",
+    "  inversion's flip goal. Run on every flagged model's target first (same file): the window",
+    "  passes on the five patch attacks (BadNets, adaptive BadNets, CLA, Trojan, VGG-19-BN",
+    "  BadNets; 99-100%) and on no other (Blended 71%, LF 75%, WaNet 17%, BPP 4%, adaptive",
+    "  Blended 22%, GTSRB BadNets 11%, GTSRB InputAware 10%, MobileNetV2 Blended 2%, WaNet",
+    "  all-to-all's class 3 2%), so only those five models' rows change; the others' stand.",
+    "  At cr 2: `trojan_all2one` **75.20% / 6.89%** (revision 23: 66.30% / 31.00%; 6.11% after",
+    "  re-estimation, 5.00% after the fine-tune), `cla_all2one` 74.80% / 0.00% (74.10%: now 2.4",
+    "  under its suspect, the ACC bar met), `badnets_all2one` 78.90% / 0.67% (79.10% / 0.78%),",
+    "  `adaptive_badnets_all2one` 78.40% / 0.44% (78.80% / 0.67%), `badnets_vgg19_bn` 80.70% /",
+    "  0.44% (80.90% / 0.44%). At cr 3: `trojan_all2one` 74.60% / 5.67% (73.50% / 10.33%),",
+    "  `cla_all2one` 74.00% / 0.00% (73.90%); at cr 4: `trojan_all2one` 73.60% / 5.22%",
+    "  (revision 22: 71.90% / 14.78%). The window BadNets gets is not at its trigger's corner",
+    "  (row 14, column 4 on `badnets_all2one`), yet it sends 99% of test images to the target",
+    "  too: the max-margin image repeats the patch's features. Trojan stays 1.9 points over the",
+    "  ASR bar and 9.3 under its suspect's ACC at cr 2.",
+    "* Revision-24 rows of `wanet_all2all` at cr 3 and 4 (2026-12-07, one core, the other",
+    "  running the window probe and revision-25 rows): as at cr 2, unlearning class 3's",
+    "  triggers costs accuracy and removes nothing: 58.20% / 62.70% at cr 3, 56.20% / 57.60% at",
+    "  cr 4 (suspect 79.70% / 62.40%). Truncation alone had left 73.10% / 22.50% and 67.30% /",
+    "  4.50%: distillation from the suspect brings the all-to-all backdoor back.",
     "* Erasing the triggers' shift from the head's features instead of unlearning was tried",
     "  (2026-12-06; `probes/probe_erasure.py`, `probes/erasure.json`; target read from the",
     "  sidecar, every kind's trigger for it inverted at the scan's budget). At the features",

@@ -147,6 +147,28 @@ def test_blend_trigger_takes_the_smallest_weight_that_flips():
     assert never.flip_rate == 0.0 and never.size == max_margin.BLEND_WEIGHTS[0]
 
 
+def test_window_trigger_reads_the_smallest_patch_off_the_margin_image():
+    inputs = keras.Input((12, 12, 1))
+    # Class 1 where some 3x3 window is all white (its mean over 0.95), else class 0.
+    white = keras.layers.Conv2D(1, 3, kernel_initializer="ones",
+                                bias_initializer=keras.initializers.Constant(-8.55))(inputs)
+    found = keras.layers.GlobalMaxPooling2D()(keras.layers.ReLU()(white))
+    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[-10.0, 10.0]]),
+                                bias_initializer=keras.initializers.Constant([1.0, 0.0]))(found)
+    model = keras.Model(inputs, logits)
+    grey = np.random.default_rng(0).uniform(0, 0.8, (40, 12, 12, 1)).astype("float32")
+    image = np.zeros((12, 12, 1), "float32")
+    image[6:9, 4:7] = 1.0  # the patch, at a corner the stride of 2 reaches
+    window = max_margin.window_trigger(model, image, 1, grey)
+    assert window.kind == "window" and window.size == 9 and window.flip_rate == 1.0
+    assert window.mask.sum() == 9 and window.mask[6:9, 4:7].all()
+    np.testing.assert_array_equal(window.apply(grey)[:, 6:9, 4:7], 1.0)
+    np.testing.assert_array_equal(window.apply(grey)[:, :6], grey[:, :6])
+    blank = max_margin.window_trigger(model, np.zeros_like(image), 1, grey)
+    assert blank.flip_rate == 0.0  # nothing sends: the first window that sent most is kept
+    assert max_margin.window_trigger(model, image, 0, grey) is None  # every image is of class 0
+
+
 def _dimness_model():
     """Class 1 once an image's mean falls under 0.42, else class 0."""
     inputs = keras.Input((4, 4, 1))

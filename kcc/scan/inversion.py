@@ -119,17 +119,18 @@ class Trigger:
     Attributes:
         kind: `"local"` (mask and pattern), `"global"` (additive perturbation), `"warp"`,
             `"smooth"` (a low-frequency additive perturbation), `"blend"` (an image blended
-            in at one weight everywhere, `kcc.scan.max_margin.blend_trigger`) or `"quantise"`
-            (colour quantisation, `kcc.scan.quantisation`).
+            in at one weight everywhere, `kcc.scan.max_margin.blend_trigger`), `"window"` (a
+            square window of an image pasted in place, `kcc.scan.max_margin.window_trigger`)
+            or `"quantise"` (colour quantisation, `kcc.scan.quantisation`).
         target: the class the trigger sends images to.
-        pattern: the pattern `(H, W, C)` in [0, 1] (local, blend), the perturbation
+        pattern: the pattern `(H, W, C)` in [0, 1] (local, blend, window), the perturbation
             `(H, W, C)` (global, smooth), the flow `(H, W, 2)` in pixels (warp, see `warp`) or the
             dither offsets `(H, W, 1)` in steps (quantise).
-        mask: `(H, W, 1)` in [0, 1] for a local or blend trigger (stamped as
+        mask: `(H, W, 1)` in [0, 1] for a local, blend or window trigger (stamped as
             `(1 - mask) * x + mask * pattern`), None otherwise.
-        size: L1 norm of the mask in pixels (local), L2 norm of the perturbation (global,
-            smooth), mean displacement in pixels (warp), the blend weight (blend), the rounding
-            step in [0, 1] pixel units (quantise).
+        size: L1 norm of the mask in pixels (local, window), L2 norm of the perturbation
+            (global, smooth), mean displacement in pixels (warp), the blend weight (blend),
+            the rounding step in [0, 1] pixel units (quantise).
         flip_rate: fraction of held-aside images (not of the target class) it sends to the
             target, or None before it is measured.
     """

@@ -14,7 +14,8 @@ blended into others, `x' = (1 - a) x + a x*_k`, at the smallest weight `a` that 
 `k`. On the zoo (test images, diagnosis only) the target's image blended at `a = 0.2` sent 96%
 of `blended_all2one`'s and 100% of `trojan_all2one`'s images to the target, and the other
 classes' images 3-48%; on `badnets_all2one` the target's sent 15% (a patch blended at 0.2 is
-faint), and on `clean` every class's 5-45%.
+faint), and on `clean` every class's 5-45%. `window_trigger` reads a patch trigger off it: the
+smallest square window that, pasted in place onto other images, sends them to `k`.
 
 References: Wang, Miller and Kesidis, "MM-BD: Post-Training Detection of Backdoor Attacks with
 Arbitrary Backdoor Pattern Types Using a Maximum Margin Statistic", IEEE S&P 2024; Chen et al.,
@@ -34,6 +35,13 @@ from kcc.scan import inversion
 
 #: Blend weights `a` tried by `blend_trigger`, smallest first.
 BLEND_WEIGHTS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+#: Window sides in pixels tried by `window_trigger`, smallest first, and the step between the
+#: windows' top-left corners.
+WINDOW_SIZES = (3, 5, 7)
+WINDOW_STRIDE = 2
+#: Images `window_trigger` searches the windows on (the chosen window's rate is then measured
+#: on all).
+WINDOW_SEARCH_IMAGES = 64
 
 
 class _Clip01(keras.constraints.Constraint):
@@ -174,4 +182,70 @@ def blend_trigger(model, margin_image, target, images, labels=None):
             best = trigger
         if trigger.flip_rate >= inversion.FLIP_GOAL:
             break
+    return best
+
+
+def windowed(margin_image, target, row, col, size):
+    """The `size` x `size` window of `margin_image` `(H, W, C)` at `(row, col)` (its top-left
+    pixel) as a `kcc.scan.Trigger` of kind `"window"` for `target`: stamped in place onto other
+    images (`mask` 1 inside the window, 0 elsewhere), `size` the window's area in pixels (flip
+    rate not measured)."""
+    margin_image = np.asarray(margin_image, np.float32)
+    mask = np.zeros((*margin_image.shape[:2], 1), np.float32)
+    mask[row:row + size, col:col + size] = 1.0
+    return inversion.Trigger("window", int(target), margin_image, mask, float(size * size))
+
+
+def window_trigger(model, margin_image, target, images, labels=None, batch_size=512):
+    """The smallest window of `target`'s max-margin image that, pasted in place onto other
+    images, sends them to `target`: a patch trigger read off the image rather than inverted.
+    A backdoor's patch can be one the mask-and-pattern inversion misses (on `trojan_all2one`,
+    whose trigger is a 5x5 patch optimised to excite one neuron, the inverted local trigger of
+    its target needed 84 pixels, as large as other classes'), while the target's max-margin
+    image holds the patch's features: one of its 3x3 windows sent 100% of synthetic images
+    to the target, and no window of another class's more than 52% up to 7x7
+    (`benchmarks/results/probes/window.json`).
+
+    Every window of `WINDOW_SIZES` (smallest first) with corners `WINDOW_STRIDE` apart is
+    pasted onto up to `WINDOW_SEARCH_IMAGES` of `images` not of `target`; the search stops at
+    the first size whose best window sends `inversion.FLIP_GOAL` of them.
+
+    Args:
+        model: the classifier.
+        margin_image: `(H, W, C)` in [0, 1], the image that reached `target`'s margin.
+        target: its class.
+        images: synthetic images `(N, H, W, C)` to paste windows onto (no data needed).
+        labels: the model's predictions on `images` (computed when None); images already of
+            `target` do not count.
+
+    Returns:
+        a `kcc.scan.Trigger` of kind `"window"` (`windowed`), its `flip_rate` measured on all
+        of `images`: the smallest window that reached `FLIP_GOAL` on the search images, else the
+        one that sent most; None when every image is of `target`.
+    """
+    images = np.asarray(images, np.float32)
+    labels = training.predict_labels(model, images) if labels is None else labels
+    others = images[np.asarray(labels) != target]
+    if not len(others):
+        return None
+    search = others[:WINDOW_SEARCH_IMAGES]
+    height, width = images.shape[1:3]
+    best, best_rate = None, -1.0
+    for size in WINDOW_SIZES:
+        corners = [(r, c) for r in range(0, height - size + 1, WINDOW_STRIDE)
+                   for c in range(0, width - size + 1, WINDOW_STRIDE)]
+        per_call = max(1, batch_size * 8 // len(search))  # windows per prediction call
+        for start in range(0, len(corners), per_call):
+            chunk = corners[start:start + per_call]
+            pasted = np.repeat(search[None], len(chunk), axis=0)
+            for i, (r, c) in enumerate(chunk):
+                pasted[i, :, r:r + size, c:c + size] = margin_image[r:r + size, c:c + size]
+            logits = parallel.predict(model, pasted.reshape(-1, *search.shape[1:]), batch_size)
+            rates = (np.argmax(logits, -1) == target).reshape(len(chunk), -1).mean(axis=1)
+            i = int(rates.argmax())
+            if rates[i] > best_rate:
+                best, best_rate = windowed(margin_image, target, *chunk[i], size), rates[i]
+        if best_rate >= inversion.FLIP_GOAL:
+            break
+    best.flip_rate = inversion.flip_rate(model, best, images, labels, batch_size)
     return best
