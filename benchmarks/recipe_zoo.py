@@ -814,6 +814,8 @@ NOTES = [
     "  ASR bar and 9.3 under its suspect's ACC at cr 2. `cla_all2one` at cr 4: 71.90% / 0.00%",
     "  (revision 22: 67.40% / 0.00%). Revision-25 row of `sig_all2one` at cr 4 (not flagged,",
     "  so refitted as before; its first cr-4 row): 75.10% / 98.78%, the backdoor kept.",
+    "  At cr 3: `badnets_all2one` 77.10% / 0.33% (revision 23: 77.40% / 0.78%),",
+    "  `badnets_vgg19_bn` 81.00% / 0.44% (80.80% / 0.44%).",
     "* Revision-24 rows of `wanet_all2all` at cr 3 and 4 (2026-12-07, one core, the other",
     "  running the window probe and revision-25 rows): as at cr 2, unlearning class 3's",
     "  triggers costs accuracy and removes nothing: 58.20% / 62.70% at cr 3, 56.20% / 57.60% at",
