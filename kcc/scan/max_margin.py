@@ -230,11 +230,11 @@ def window_trigger(model, margin_image, target, images, labels=None, batch_size=
         return None
     search = others[:WINDOW_SEARCH_IMAGES]
     height, width = images.shape[1:3]
+    per_call = max(1, batch_size * 8 // len(search))  # windows per prediction call
     best, best_rate = None, -1.0
     for size in WINDOW_SIZES:
         corners = [(r, c) for r in range(0, height - size + 1, WINDOW_STRIDE)
                    for c in range(0, width - size + 1, WINDOW_STRIDE)]
-        per_call = max(1, batch_size * 8 // len(search))  # windows per prediction call
         for start in range(0, len(corners), per_call):
             chunk = corners[start:start + per_call]
             pasted = np.repeat(search[None], len(chunk), axis=0)
