@@ -96,7 +96,14 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #: 25. For every suspected target, the smallest window of its max-margin image that, pasted in
 #:     place, sends 90% of the synthetic images to it is unlearned too (`kcc.recipe.
 #:     window_triggers`): `trojan_all2one`'s patch is not found by the local inversion.
-REVISION = 25
+#: 26. The scan also inverts one untargeted trigger of each kind (`kcc.scan.untargeted`), and
+#:     reports an all-to-all backdoor when the untargeted patch moves at least 75% of its
+#:     held-aside images spread over the classes; the recipe then distils with that patch
+#:     unlearned (`kcc.recipe.untargeted_triggers`; the scan's own: inverted again on the
+#:     recipe's images it stopped at a 1-pixel mask). Only
+#:     `badnets_all2all` is so reported (`probes/untargeted.json`); every other model's scan
+#:     and recipe are revision 25's.
+REVISION = 26
 
 
 def _budget():
@@ -821,6 +828,42 @@ NOTES = [
     "  triggers costs accuracy and removes nothing: 58.20% / 62.70% at cr 3, 56.20% / 57.60% at",
     "  cr 4 (suspect 79.70% / 62.40%). Truncation alone had left 73.10% / 22.50% and 67.30% /",
     "  4.50%: distillation from the suspect brings the all-to-all backdoor back.",
+    "* Revision 26 (2026-12-07, eighteenth session; AMD EPYC model 17): an all-to-all",
+    "  backdoor has no target for the per-class signals, so the scan also inverts one",
+    "  untargeted trigger of each kind (`kcc.scan.untargeted`: the smallest change that moves",
+    "  images out of their own class). Probe on all 24 zoo models (`probes/probe_untargeted.py`,",
+    "  `probes/untargeted.json`; the scan's CPU budget, 32 images to fit, 32 held aside; test",
+    "  images only in diagnostic columns): on `badnets_all2all` the untargeted patch (29 pixels)",
+    "  moves 84% of the held-aside images, spread (no class over 37% of them), and sends 70% of",
+    "  test images to the attack's `y + 1`; on the clean models it moves 16-41%, on the",
+    "  all-to-one models 19-69% (`trojan_all2one` 69%, `bpp_all2one` 66%). The global and",
+    "  smooth kinds move 69-91% of a clean model's images (universal adversarial",
+    "  perturbations), and no kind found the Blended, WaNet or InputAware all-to-all triggers",
+    "  (at most 33% of test images to `y + 1`). So the scan reports an all-to-all backdoor when",
+    "  the untargeted patch moves at least 75% and no class receives over half of them: only",
+    "  `badnets_all2all` (one positive; the gate sits two held-aside images above Trojan's),",
+    "  and the recipe unlearns that patch (no target: nothing lowered by `suppress_targets`,",
+    "  no max-margin image for the interpolation to read). Re-inverted on the recipe's 896",
+    "  images, as the targeted triggers are, the untargeted patch stopped at a 1-pixel mask,",
+    "  so the scan's own is unlearned. `badnets_all2all` cr 2: distilled 78.10% / 2.80%, the",
+    "  mix kept alpha 0.5 (the patch's held-aside rate, 0.19-0.26, flat from alpha 1 to 0.5)",
+    "  -> **80.70% / 7.80%** (10.00% after re-estimation, 6.30% after the fine-tune; suspect",
+    "  83.20% / 77.30%; revision 22, refitted: 81.20% / 74.20%): the all-to-all bars (ACC",
+    "  within 3 points, ASR <= 10%) met, the re-estimated ASR at the bar. Other models' scans",
+    "  and recipes are revision 25's (their untargeted patch does not pass the gate).",
+    "* Revision-25 cr-4 rows of unflagged models (2026-12-07, one core, the other running",
+    "  probes; refitted): `clean_vgg19_bn` 82.50% (suspect 82.60%: the clean bar met at cr 4",
+    "  too), `blended_all2all` 79.50% / 65.90%, `inputaware_all2all` 80.90% / 57.80% and",
+    "  `badnets_all2all` 77.10% / 70.00% (before revision 26 flagged it): all-to-all backdoors",
+    "  the scan does not report are kept.",
+    "* Interpolating between the refitted student and the distilled one (instead of the",
+    "  truncated one) was tried and rejected (`probe_interpolate.py` with `A=refit`, rows",
+    "  `|A=refit|blend` of `probes/interpolation.json`; `badnets_all2one`, cr 2): the refit",
+    "  alone, BatchNorm re-estimated, keeps 81.00% / 99.00%, but the mixes fall into a basin",
+    "  between the two: 51.20% at alpha 0.25, 17.60% at 0.5, 35.70% at 0.7, 73.70% / 1.22% at",
+    "  0.9, against 80.50% / 0.89% at 0.5 from the truncated start. The refit moves the",
+    "  factored layers' cores and output factors where distillation from the truncated",
+    "  student does not follow.",
     "* Erasing the triggers' shift from the head's features instead of unlearning was tried",
     "  (2026-12-06; `probes/probe_erasure.py`, `probes/erasure.json`; target read from the",
     "  sidecar, every kind's trigger for it inverted at the scan's budget). At the features",

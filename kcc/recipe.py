@@ -35,9 +35,13 @@
      6.89%. Colour quantisation (BppAttack's trigger) is neither a
      patch, a perturbation, a warp nor a blend, so for every target the mildest quantisation
      that sends the synthetic images to it is unlearned too when it sends at least half of
-     them (`quantisation_triggers`; revision 18);
-  4. when the scan flagged a class, **distillation with unlearning** (`kcc.unlearning`): every
-     weight of the compressed model learns the suspect's answers on augmented synthetic images,
+     them (`quantisation_triggers`; revision 18). An all-to-all backdoor has no target: when
+     the scan reports one (`ScanReport.all_to_all`: an untargeted patch that moves most
+     images out of their class), that patch is unlearned (`untargeted_triggers`; revision
+     26);
+  4. when the scan flagged a class (or an all-to-all backdoor), **distillation with
+     unlearning** (`kcc.unlearning`): every weight of the compressed model learns the
+     suspect's answers on augmented synthetic images,
      and the same answers on those images stamped with the suspected targets' inverted
      triggers. The epoch kept is chosen on the held-aside synthetic images only: the last
      one whose trigger rate, of the unlearned triggers and of the scan's own (held out), is
@@ -212,6 +216,7 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
     triggers += blend_triggers(model, found, images, verbose, labels)
     triggers += window_triggers(model, found, images, verbose, labels)
     triggers += quantisation_triggers(model, found, images, verbose, labels)
+    triggers += untargeted_triggers(found, verbose)
     stages["scan"] = time.time() - start
 
     start = time.time()
@@ -231,8 +236,9 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
         start = time.time()
         say("  interpolating back towards the truncated student while the suspected targets' "
             "max-margin images do not gain")
-        mixed = interpolation.interpolate(student, truncated, validation, found.margin_images,
-                                          sorted({t.target for t in triggers}), verbose=verbose)
+        mixed = interpolation.interpolate(
+            student, truncated, validation, found.margin_images,
+            sorted({t.target for t in triggers if t.target is not None}), verbose=verbose)
         stages["interpolation"] = time.time() - start
         say(f"  kept alpha {mixed['alpha']:g} ({stages['interpolation']:.1f} s)")
     elif refit.refittable(student):
@@ -426,6 +432,28 @@ def quantisation_triggers(model, report, images, verbose=True, labels=None):
     return _gated(found, QUANTISATION_GATE, verbose, lambda t: (
         f"quantising to {1 / t.size + 1:.0f} levels sends {100 * t.flip_rate:.0f}% of the "
         f"synthetic images to class {t.target}"))
+
+
+def untargeted_triggers(report, verbose=True):
+    """For a model the scan reports with an all-to-all backdoor (`ScanReport.all_to_all`), the
+    scan's untargeted patch (`kcc.scan.untargeted`): it moves images out of their own class, to
+    whichever class, and unlearning it teaches the student to answer on stamped images as the
+    suspect does on clean ones, whatever class the backdoor sends each one to. It is the scan's
+    own, not inverted again on the recipe's images as `reinverted` does for the targeted
+    triggers: on `badnets_all2all` (cr 2) the untargeted inversion on the recipe's 896 images
+    stopped at a 1-pixel mask, where the scan's 32 images gave a 29-pixel patch that moves 84%
+    of its held-aside images (and, for diagnosis, sends 70% of test images to the attack's
+    `y + 1`).
+
+    Returns:
+        a list with the untargeted `kcc.scan.Trigger` (target None), or an empty one.
+    """
+    if not report.all_to_all:
+        return []
+    patch = report.untargeted_triggers["local"]
+    if verbose:
+        print(f"  the scan's untargeted {patch.size:.0f}-pixel patch (all-to-all backdoor)")
+    return [patch]
 
 
 def _gated(triggers, gate, verbose, describe):

@@ -181,9 +181,10 @@ class UnlearningDistiller(keras.Model):
         self.targets.assign(self._targets(triggers))
 
     def _targets(self, triggers):
-        """`(K,)`: 1 for the classes `triggers` send images to (`suppress_targets`)."""
+        """`(K,)`: 1 for the classes `triggers` send images to (`suppress_targets`); an
+        untargeted trigger (`target` None) names none."""
         targets = np.zeros((self.num_classes,), np.float32)
-        targets[sorted({t.target for t in triggers})] = 1.0
+        targets[sorted({t.target for t in triggers if t.target is not None})] = 1.0
         return targets
 
     def stamp(self, x, pick=None):

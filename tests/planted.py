@@ -1,7 +1,8 @@
 """A tiny image task with a planted trigger, trained in seconds, for the scan and recipe tests.
 
 Eight classes, each one corner of a cube of colours around mid-grey, 16x16 pixels; the planted
-trigger is a white 4x4 square in the bottom-right corner, sending every image to class `TARGET`.
+trigger is a white 4x4 square in the bottom-right corner, sending every image to class `TARGET`
+(all-to-one) or class `c` to `c + 1` (all-to-all).
 """
 
 import keras
@@ -46,13 +47,13 @@ def small_cnn(seed):
     return keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
 
 
-def train(poisoned, seed=0):
+def train(poisoned, seed=0, all_to_all=False):
     """A small CNN with BatchNorm, trained on 3,000 images (10% stamped and relabelled to `TARGET`
-    when `poisoned`)."""
+    when `poisoned`; with `all_to_all`, class `c` relabelled to `c + 1` instead)."""
     x, y = task(3000, seed)
     if poisoned:
         k = len(x) // 10
-        x[:k], y[:k] = stamp(x[:k]), TARGET
+        x[:k], y[:k] = stamp(x[:k]), (y[:k] + 1) % CLASSES if all_to_all else TARGET
     model = small_cnn(seed)
     model.compile(keras.optimizers.Adam(3e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))

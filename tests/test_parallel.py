@@ -142,7 +142,8 @@ def test_the_scan_on_two_devices_equals_one():
                       inversion_steps=4, inversion_batch_size=4, verbose=False)
         for name, where in (("one", None), ("two", "data_parallel")):
             report = scan.scan(model, distribution=where, **budget)
-            out[name] = {"per_class": report.per_class, "notes": report.notes}
+            out[name] = {"per_class": report.per_class, "notes": report.notes,
+                         "untargeted": report.untargeted}
         # 3 classes x 1 image do not split over two devices: the ascent runs on one.
         odd = scan.scan(tiny(1, 3), distribution="data_parallel",
                         **{**budget, "margin_images": 1})
@@ -154,12 +155,12 @@ def test_the_scan_on_two_devices_equals_one():
         print(json.dumps(out))
     """), env=TWO_DEVICES)
     assert result["margin_shards"] == [[8], [4, 4], [3]]
-    assert result["inversion_devices"] == [1, 2, 2]
+    assert result["inversion_devices"] == [1, 1, 2, 2, 2, 2]  # targeted, then untargeted
     one, two = result["one"], result["two"]
     # The tiny model's tail is too shallow for the feature signal (one device in any case).
     shallow = [n for n in one["notes"] if n.startswith("The feature-posterior signal did not run")]
     assert one["notes"] == two["notes"] == shallow and len(shallow) == 1
-    for a, b in zip(one["per_class"], two["per_class"]):
+    for a, b in zip(one["per_class"] + one["untargeted"], two["per_class"] + two["untargeted"]):
         assert a.keys() == b.keys()
         for key, value in a.items():
             if isinstance(value, float) and np.isfinite(value):

@@ -13,7 +13,7 @@ from kcc import recipe
 from kcc import scan
 from kcc import unlearning
 from tests import backends
-from tests.planted import TARGET, stamp, task, train
+from tests.planted import CLASSES, PATCH_COLS, PATCH_ROWS, SIZE, TARGET, stamp, task, train
 
 SCAN = dict(margin_images=5, margin_steps=100, num_images=96, synthesis_steps=60,
             inversion_steps=100, inversion_batch_size=16)
@@ -112,6 +112,35 @@ def test_an_unflagged_model_is_refitted_not_distilled(suspect, monkeypatch):
         for a, b in zip(compressed.get_layer(name).get_weights(),
                         student.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_an_all_to_all_backdoor_is_unlearned_through_its_untargeted_patch(monkeypatch):
+    """The recipe's all-to-all path (`ScanReport.all_to_all`): the scan's untargeted patch is
+    unlearned with no target. The scan is stood in for with the planted patch (on this tiny
+    task the untargeted inversion does not find it: `kcc.scan.untargeted`), so this checks
+    what the recipe does with it."""
+    suspect = train(True, all_to_all=True)
+    mask = np.zeros((SIZE, SIZE, 1), "float32")
+    mask[PATCH_ROWS, PATCH_COLS] = 1.0
+    patch = scan.Trigger("local", None, np.ones((SIZE, SIZE, 3), "float32"), mask, 16.0, 1.0)
+
+    def all_to_all(model, **kwargs):
+        per_class = [{"class": c} for c in range(CLASSES)]
+        return scan.ScanReport(True, [], 1.0, 0.05, per_class, {}, [], {},
+                               {"inversion_steps": 10, "inversion_batch_size": 16},
+                               all_to_all=True, untargeted_triggers={"local": patch})
+
+    monkeypatch.setattr(recipe.scan_lib, "scan", all_to_all)
+    x, y = task(400, seed=11)
+    moved = lambda m: np.mean(np.argmax(m.predict(stamp(x), verbose=0), -1) == (y + 1) % CLASSES)
+    assert moved(suspect) > 0.95
+    student, report = recipe.purify_kcc(suspect, cr=1.5, verbose=False, seed=0,
+                                        **{**KCC, "scan_settings": None, "epochs": 16})
+    assert [(t["kind"], t["target"]) for t in report["unlearned_triggers"]] == [("local", None)]
+    assert report["held_out_triggers"] == []
+    assert moved(student) < 0.25, report["distillation"]["validation"]  # 16.75% measured
+    assert np.mean(np.argmax(student.predict(x, verbose=0), -1) == y) > 0.9
+    assert report["interpolation"]["mixes"][0]["blend"] == {}  # no target to blend towards
 
 
 def test_paper_recipe_is_algorithm_1_unchanged(suspect):

@@ -19,6 +19,7 @@ from kcc.scan import feature_posteriors
 from kcc.scan import inversion
 from kcc.scan import max_margin
 from kcc.scan import quantisation
+from kcc.scan import untargeted
 from tests import backends
 from tests.planted import CLASSES, PATCH, PATCH_COLS, PATCH_ROWS, TARGET, stamp, task, train
 
@@ -57,6 +58,15 @@ def test_scan_does_not_flag_the_clean_twin(reports):
     report = reports["clean"]
     assert not report.backdoored and report.target_classes == [], report.per_class
     assert report.p_value >= scan_lib.ALPHA
+
+
+def test_neither_twin_is_reported_all_to_all(reports):
+    for report in reports.values():
+        assert not report.all_to_all, report.untargeted
+        assert [row["kind"] for row in report.untargeted] == list(inversion.KINDS)
+        for row in report.untargeted:
+            assert row["size"] > 0 and 0.0 <= row["flip_rate"] <= 1.0
+        assert "all-to-all" not in report.verdict()
 
 
 def test_inverted_trigger_overlaps_the_planted_patch(reports):
@@ -167,6 +177,64 @@ def test_window_trigger_reads_the_smallest_patch_off_the_margin_image():
     blank = max_margin.window_trigger(model, np.zeros_like(image), 1, grey)
     assert blank.flip_rate == 0.0  # nothing sends: the first window that sent most is kept
     assert max_margin.window_trigger(model, image, 0, grey) is None  # every image is of class 0
+
+
+def _swapping_model():
+    """Two classes by brightness (mean over 0.4: class 1) swapped where some 3x3 window is all
+    white (its mean over 0.95): an all-to-all backdoor of two classes (the XOR of two
+    indicators, each clipped to [0, 1])."""
+    inputs = keras.Input((8, 8, 1))
+    constant = keras.initializers.Constant
+    bright = keras.layers.Dense(1, kernel_initializer=constant(20.0),
+                                bias_initializer=constant(-8.0))(
+        keras.layers.GlobalAveragePooling2D()(inputs))
+    white = keras.layers.Conv2D(1, 3, kernel_initializer="ones",
+                                bias_initializer=constant(-8.55))(inputs)
+    patch = keras.layers.Dense(1, kernel_initializer=constant(10.0))(
+        keras.layers.GlobalMaxPooling2D()(keras.layers.ReLU()(white)))
+    both = keras.layers.ReLU(max_value=1.0)(keras.layers.Concatenate()([bright, patch]))
+    differ = keras.layers.Dense(2, kernel_initializer=constant([[1.0, -1.0], [-1.0, 1.0]]))(both)
+    xor = keras.layers.Dense(1, kernel_initializer="ones")(keras.layers.ReLU()(differ))
+    logits = keras.layers.Dense(2, kernel_initializer=constant([[-10.0, 10.0]]),
+                                bias_initializer=constant([5.0, -5.0]))(xor)
+    return keras.Model(inputs, logits)
+
+
+def test_an_untargeted_patch_that_swaps_classes_is_all_to_all_and_one_that_gathers_is_not():
+    rng = np.random.default_rng(0)
+    images = np.concatenate([rng.uniform(0.1, 0.3, (20, 8, 8, 1)),
+                             rng.uniform(0.5, 0.7, (20, 8, 8, 1))]).astype("float32")
+    model = _swapping_model()
+    labels = np.argmax(model.predict(images, verbose=0), -1)
+    np.testing.assert_array_equal(labels, [0] * 20 + [1] * 20)
+    mask = np.zeros((8, 8, 1), "float32")
+    mask[5:8, 5:8] = 1.0
+    swap = inversion.Trigger("local", None, np.ones((8, 8, 1), "float32"), mask, 9.0)
+    inversion.flip_rates(model, [swap], images, labels)
+    assert swap.flip_rate == 1.0  # every image changes class, half each way
+    assert untargeted.dominant_share(model, swap, images, labels) == 0.5
+    assert untargeted.all_to_all(swap, 0.5)
+    darken = inversion.Trigger("global", None, np.full((8, 8, 1), -0.4, "float32"), size=3.2)
+    inversion.flip_rates(model, [darken], images, labels)
+    assert darken.flip_rate == 0.5  # the bright half only, all to class 0
+    assert untargeted.dominant_share(model, darken, images, labels) == 1.0
+    assert not untargeted.all_to_all(darken, 1.0)
+    # Images the model itself puts elsewhere than `labels` (a teacher's) are not counted.
+    teacher = labels.copy()
+    teacher[20:30] = 0
+    assert inversion.flip_rate(model, darken, images, teacher) == pytest.approx(10 / 30)
+
+
+def test_invert_untargeted_finds_a_change_that_moves_every_image():
+    bright = np.random.default_rng(1).uniform(0.45, 0.6, (32, 4, 4, 1)).astype("float32")
+    model = _dimness_model()  # every bright image is class 0; class 1 under a mean of 0.42
+    found = untargeted.invert_untargeted(model, bright, np.zeros(32, "int32"), steps=60,
+                                         batch_size=8, verbose=False)
+    assert set(found) == set(inversion.KINDS)
+    assert all(t.target is None for t in found.values())
+    inversion.flip_rates(model, [found["global"]], bright, np.zeros(32, "int32"))
+    assert found["global"].flip_rate >= inversion.FLIP_GOAL
+    assert float(np.mean(found["global"].pattern)) < 0  # it darkens
 
 
 def _dimness_model():

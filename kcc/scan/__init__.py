@@ -38,10 +38,15 @@ How `ALPHA` and the budgets were chosen is recorded in `benchmarks/results/scan_
 the zoo's models (clean and infected, CIFAR-10 and GTSRB), never on test labels.
 
 All-to-all backdoors (class `c` to `c + 1`) have no single target: every class is the target of
-one source class, so usually no class stands out and the scan reports no target; where one
-does, the model is reported as backdoored with a target that is not the attack's (the zoo's
-WaNet all-to-all model, class 3, by the feature posteriors; `benchmarks/results/scan_zoo.md`).
-A model with several all-to-one targets can be reported with several target classes.
+one source class, so usually no class stands out in the signals above; where one does, it is not
+the attack's target (the zoo's WaNet all-to-all model, class 3, by the feature posteriors;
+`benchmarks/results/scan_zoo.md`). So, also beside the per-class signals, one untargeted trigger
+of each kind is inverted (`kcc.scan.untargeted`: the smallest change that moves images out of
+their own class, to any other), and the model is reported as backdoored, with an all-to-all
+backdoor and no target, when the untargeted patch moves most held-aside images and spreads them
+over the classes (`ScanReport.all_to_all`). It finds a patch trigger (the zoo's BadNets
+all-to-all model) and not the Blended, WaNet or InputAware ones. A model with several all-to-one
+targets can be reported with several target classes.
 """
 
 import dataclasses
@@ -59,6 +64,7 @@ from kcc.scan import feature_posteriors
 from kcc.scan import inversion
 from kcc.scan import max_margin
 from kcc.scan import quantisation
+from kcc.scan import untargeted
 from kcc.scan.inversion import Trigger
 
 #: Level of the combined test: a class whose combined p-value is below it is a suspected target.
@@ -99,7 +105,7 @@ class ScanReport:
     """What `scan` found.
 
     Attributes:
-        backdoored: whether some class's combined p-value is below `alpha`.
+        backdoored: whether some class's combined p-value is below `alpha`, or `all_to_all`.
         target_classes: suspected target classes, most suspicious first (empty when clean).
         p_value: the smallest combined p-value over the classes (the verdict's).
         alpha: the level used.
@@ -113,6 +119,12 @@ class ScanReport:
         margin_images: `(K, H, W, C)` in [0, 1], each class's image that reached its margin
             (`kcc.scan.max_margin.max_margin`); what `kcc.recipe` blends in to unlearn
             (`max_margin.blend_trigger`). Not in `to_dict`.
+        all_to_all: whether the untargeted local trigger is evidence of an all-to-all
+            backdoor (`kcc.scan.untargeted.all_to_all`), which has no target class.
+        untargeted: per kind, the untargeted trigger's size, held-aside flip rate (share of
+            images whose class it changes) and `dominant_share` (`kcc.scan.untargeted`).
+        untargeted_triggers: `{kind: Trigger}`, the untargeted triggers (`target` None); what
+            `kcc.recipe` unlearns of an all-to-all backdoor. Not in `to_dict`.
     """
 
     backdoored: bool
@@ -125,6 +137,9 @@ class ScanReport:
     seconds: dict
     settings: dict
     margin_images: np.ndarray = None
+    all_to_all: bool = False
+    untargeted: list = dataclasses.field(default_factory=list)
+    untargeted_triggers: dict = dataclasses.field(default_factory=dict)
 
     def trigger(self, target):
         """The inverted trigger of `target` that the scan found most anomalous (of any kind),
@@ -147,19 +162,29 @@ class ScanReport:
         if not self.backdoored:
             return (f"No backdoor found: no class stands out (smallest p-value "
                     f"{self.p_value:.3g}, flagged below {self.alpha:g}).")
-        targets = ", ".join(f"{c} (p = {self.per_class[c]['p']:.3g})"
-                            for c in self.target_classes)
-        return f"BACKDOORED: suspected target class(es) {targets}."
+        found = []
+        if self.target_classes:
+            found.append("suspected target class(es) " + ", ".join(
+                f"{c} (p = {self.per_class[c]['p']:.3g})" for c in self.target_classes))
+        if self.all_to_all:
+            local = self.untargeted_triggers["local"]
+            found.append(f"an all-to-all backdoor suspected (a {local.size:.0f}-pixel patch "
+                         f"moves {100 * local.flip_rate:.0f}% of the held-aside synthetic "
+                         "images out of their class, no class receiving more than "
+                         f"{100 * untargeted.MAX_DOMINANT:.0f}% of them)")
+        return "BACKDOORED: " + "; ".join(found) + "."
 
     def to_dict(self, trigger_paths=()):
         """A JSON-serialisable dict (triggers as file paths)."""
         return {
             "backdoored": self.backdoored,
             "target_classes": self.target_classes,
+            "all_to_all": self.all_to_all,
             "p_value": self.p_value,
             "alpha": self.alpha,
             "verdict": self.verdict(),
             "per_class": self.per_class,
+            "untargeted": self.untargeted,
             "triggers": list(trigger_paths),
             "notes": self.notes,
             "seconds": self.seconds,
@@ -280,7 +305,7 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
         stats["feature_posterior"] = s
     seconds["feature_posterior"] = time.time() - t
 
-    triggers = {}
+    triggers, moving, spread = {}, {}, {}
     if stages == 2:
         notes.append("The model has no BatchNormalization layer, so no synthetic images can be "
                      "made from its statistics: trigger inversion did not run; the verdict "
@@ -309,8 +334,8 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
         t = time.time()
         half = len(images) // 2
         say(f"[4/4] inverting a local, a global, a warp and a smooth trigger for "
-            f"{len(candidates)} classes ({inversion_steps} steps, {half} images; "
-            f"{len(images) - half} held aside)")
+            f"{len(candidates)} classes and untargeted ({inversion_steps} steps, {half} "
+            f"images; {len(images) - half} held aside)")
         inverted = inversion.invert_triggers(model, images[:half], labels[:half],
                                              steps=inversion_steps,
                                              batch_size=inversion_batch_size, seed=seed,
@@ -326,6 +351,13 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
                                       min_ratio=MIN_RATIO)
         quantised = quantisation.quantisation_triggers(model, candidates, images[half:],
                                                        labels[half:])
+        moving = untargeted.invert_untargeted(model, images[:half], labels[:half],
+                                              steps=inversion_steps,
+                                              batch_size=inversion_batch_size, seed=seed,
+                                              verbose=verbose, distribution=distribution)
+        inversion.flip_rates(model, moving.values(), images[half:], labels[half:])
+        spread = {kind: untargeted.dominant_share(model, trig, images[half:], labels[half:])
+                  for kind, trig in moving.items()}
         seconds["inversion"] = time.time() - t
 
     p = {}
@@ -352,8 +384,10 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
         row["p"] = float(combined[c])
         per_class.append(row)
     seconds["total"] = time.time() - start
+    all_to_all = "local" in moving and untargeted.all_to_all(moving["local"], spread["local"])
     return ScanReport(
-        backdoored=bool(targets), target_classes=targets, p_value=float(combined.min()),
+        backdoored=bool(targets) or all_to_all, target_classes=targets,
+        p_value=float(combined.min()),
         alpha=ALPHA, per_class=per_class, triggers=triggers, notes=notes,
         seconds={k: round(v, 1) for k, v in seconds.items()},
         settings={"margin_images": per_class_images, "margin_steps": margin_steps,
@@ -362,6 +396,10 @@ def scan(model, margin_images=30, margin_steps=300, feature_steps=300, num_image
                   "inversion_batch_size": inversion_batch_size, "seed": seed,
                   "signals": list(stats)},
         margin_images=margin_images,
+        all_to_all=all_to_all,
+        untargeted=[{"kind": kind, "size": trig.size, "flip_rate": trig.flip_rate,
+                     "dominant_share": spread[kind]} for kind, trig in moving.items()],
+        untargeted_triggers=moving,
     )
 
 
@@ -424,7 +462,8 @@ def check_model(model):
 def save_triggers(report, folder, scale=8):
     """Writes every inverted trigger as a PNG (upscaled `scale` times, so a person can see it)
     and all of them in one `.npz`, with the max-margin image of every suspected target class
-    (`margin_class{k}.png`: what most drives the class); returns the paths written.
+    (`margin_class{k}.png`: what most drives the class) and, for an all-to-all backdoor, the
+    untargeted patch (`trigger_local_untargeted.png`); returns the paths written.
 
     A local trigger's PNG is its pattern shown through its mask (`mask * pattern` on black); a
     global or smooth trigger's is its perturbation mapped to [0, 1] around mid-grey; a warp
@@ -442,18 +481,21 @@ def save_triggers(report, folder, scale=8):
         for target in report.target_classes:
             arrays[f"margin_{target}_image"] = report.margin_images[target]
             pictures.append((f"margin_class{target}.png", report.margin_images[target]))
-    for kind, found in report.triggers.items():
+    moving = [report.untargeted_triggers["local"]] if report.all_to_all else []
+    for kind, found in (*report.triggers.items(), ("local", moving)):
         for trig in found:
+            who = "untargeted" if trig.target is None else trig.target
             if kind == "local":
                 picture = trig.mask * trig.pattern
-                arrays[f"local_{trig.target}_mask"] = trig.mask
+                arrays[f"local_{who}_mask"] = trig.mask
             else:
                 peak = max(float(np.abs(trig.pattern).max()), 1e-6)
                 picture = 0.5 + 0.5 * trig.pattern / peak
                 if kind == "warp":  # (H, W, 2) -> RGB, blue at mid-grey
                     picture = np.concatenate([picture, np.full_like(picture[..., :1], 0.5)], -1)
-            arrays[f"{kind}_{trig.target}_pattern"] = trig.pattern
-            pictures.append((f"trigger_{kind}_class{trig.target}.png", picture))
+            arrays[f"{kind}_{who}_pattern"] = trig.pattern
+            pictures.append((f"trigger_{kind}_" + ("untargeted" if trig.target is None else
+                                                   f"class{trig.target}") + ".png", picture))
     for name, picture in pictures:
         picture = np.clip(picture * 255 + 0.5, 0, 255).astype(np.uint8)
         if picture.shape[-1] == 1:

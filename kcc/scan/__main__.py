@@ -56,8 +56,10 @@ HELP = cli.Help(
     presets="scan_",
     notes="A p-value is the chance that a class of a clean model stands out this much; a class "
           "below 0.05 (after combining the signals) is reported as a suspected target. An "
-          "all-to-all backdoor (every class sent to another) has no single target and is "
-          "reported as such only when one class stands out. Exit status: 0 whether or not a "
+          "all-to-all backdoor (every class sent to another) has no single target; it is "
+          "reported as all-to-all when an untargeted patch moves most images out of their "
+          "class, spread over the classes (a patch trigger; blended, warped and input-aware "
+          "all-to-all triggers are not found so). Exit status: 0 whether or not a "
           "backdoor is found, 2 when a flag or the input was refused.",
 )
 

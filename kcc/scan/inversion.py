@@ -122,7 +122,8 @@ class Trigger:
             in at one weight everywhere, `kcc.scan.max_margin.blend_trigger`), `"window"` (a
             square window of an image pasted in place, `kcc.scan.max_margin.window_trigger`)
             or `"quantise"` (colour quantisation, `kcc.scan.quantisation`).
-        target: the class the trigger sends images to.
+        target: the class the trigger sends images to; None for an untargeted trigger, which
+            moves images to any class but their own (`kcc.scan.untargeted`).
         pattern: the pattern `(H, W, C)` in [0, 1] (local, blend, window), the perturbation
             `(H, W, C)` (global, smooth), the flow `(H, W, 2)` in pixels (warp, see `warp`) or the
             dither offsets `(H, W, 1)` in steps (quantise).
@@ -132,7 +133,7 @@ class Trigger:
             (global, smooth), mean displacement in pixels (warp), the blend weight (blend),
             the rounding step in [0, 1] pixel units (quantise).
         flip_rate: fraction of held-aside images (not of the target class) it sends to the
-            target, or None before it is measured.
+            target (untargeted: whose class it changes), or None before it is measured.
     """
 
     kind: str
@@ -313,12 +314,21 @@ def flip_rates(model, triggers, images, labels, batch_size=512):
 
 def flip_rate(model, trigger, images, labels, batch_size=512):
     """The share of `images` `(N, H, W, C)` whose `labels` `(N,)` differ from the trigger's
-    target that `model` sends to the target once stamped; NaN when every label is the target."""
-    keep = np.asarray(labels) != trigger.target
+    target that `model` sends to the target once stamped; NaN when every label is the target.
+    For an untargeted trigger (`target` None, `kcc.scan.untargeted`): of the images `model`
+    itself puts in their `labels`, the share whose class it changes."""
+    labels = np.asarray(labels)
+    if trigger.target is None:
+        keep = np.argmax(parallel.predict(model, images, batch_size), -1) == labels
+    else:
+        keep = labels != trigger.target
     if not keep.any():
         return float("nan")
     logits = parallel.predict(model, trigger.apply(images[keep]), batch_size)
-    return float(np.mean(np.argmax(logits, -1) == trigger.target))
+    moved = np.argmax(logits, -1)
+    if trigger.target is None:
+        return float(np.mean(moved != labels[keep]))
+    return float(np.mean(moved == trigger.target))
 
 
 class KeepSmallestEffective(keras.callbacks.Callback):
@@ -395,6 +405,18 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
         and kind, each the smallest that reached `FLIP_GOAL` at one of the `CHECKS` checks (flip
         rates not yet measured).
     """
+    return optimise(lambda: TriggerInversion(model, classes, lambda_mask, lambda_global,
+                                             lambda_warp),
+                    model, images, labels, steps, batch_size, learning_rate, seed, verbose,
+                    distribution, "trigger inversion")
+
+
+def optimise(build, model, images, labels, steps, batch_size, learning_rate, seed, verbose,
+             distribution, description):
+    """Fits the triggers of the inversion model `build()` makes (a `TriggerInversion`, built
+    inside the distribution's scope with `model` frozen) with Adam for `steps` steps of
+    `batch_size` of `images` and their `labels`, checking them `CHECKS` times
+    (`KeepSmallestEffective`); the rest as `invert_triggers`. Returns `{kind: [Trigger]}`."""
     distribution = parallel.get(distribution)
     parallel.check_batch_size(distribution, batch_size, batch_size)  # every batch is full
     images = np.asarray(images, np.float32)
@@ -405,8 +427,7 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
     order = order[:steps * batch_size]
     with models.trainable_restored(model), parallel.scope(distribution, model):
         model.trainable = False
-        inversion = TriggerInversion(model, classes, lambda_mask, lambda_global,
-                                     lambda_warp)
+        inversion = build()
         checks = min(CHECKS, steps)
         per_check = steps // checks
         inversion.compile(optimizer=keras.optimizers.Adam(learning_rate),
@@ -414,6 +435,5 @@ def invert_triggers(model, images, labels, steps=200, batch_size=32, learning_ra
         keep = KeepSmallestEffective(model, images, labels)
         inversion.fit(images[order], labels[order], batch_size=batch_size, epochs=checks,
                       steps_per_epoch=per_check, shuffle=False, verbose=0,
-                      callbacks=[keep, *progress_lib.callbacks("trigger inversion",
-                                                               verbose=verbose)])
+                      callbacks=[keep, *progress_lib.callbacks(description, verbose=verbose)])
     return keep.best

@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np
 import probe_setup
 import zoo
-from kcc import distillation, interpolation, rewrite, saving, scan, training, unlearning
+from kcc import distillation, interpolation, refit, rewrite, saving, scan, training, unlearning
 
 OUT = "benchmarks/results/probes/interpolation.json"
 ALPHAS = (0.0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -62,7 +62,9 @@ QRANDOM = os.environ.get("QRANDOM") == "1"
 model, attack, x, y, _ = zoo.load_entry(name, 100)
 prep = pickle.load(open(cache, "rb"))
 student, _ = rewrite.compress(model, cr, float("inf"))
-if A != "truncated":
+if A == "refit":  # the truncated layers refitted to the suspect on the cached images
+    refit.refit(model, student, prep["images"], verbose=False)
+elif A != "truncated":
     student.load_weights(A)
 start_weights = [np.array(w) for w in student.get_weights()]
 student.load_weights(B)
@@ -110,7 +112,7 @@ for alpha in ALPHAS:
                               "flip_rate": float(t.flip_rate)} for t in found]
     print(rows[-1], flush=True)
 results = json.load(open(OUT)) if os.path.exists(OUT) else {}
-results[f"{name}|cr{cr:g}|{os.path.basename(B)}" + ("|fresh" if FRESH else "")
+results[f"{name}|cr{cr:g}|{os.path.basename(B)}" + ("|A=refit" if A == "refit" else "") + ("|fresh" if FRESH else "")
         + ("|blend" if BLEND else "") + ("|qrandom" if QRANDOM else "")] = {
     "command": f"A={A} B={B} FRESH={os.environ.get('FRESH', '')} BLEND={int(BLEND)} "
                f"QRANDOM={int(QRANDOM)} "
