@@ -103,6 +103,9 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #:     recipe's images it stopped at a 1-pixel mask). Only
 #:     `badnets_all2all` is so reported (`probes/untargeted.json`); every other model's scan
 #:     and recipe are revision 25's.
+#: Revision 27 (an untargeted trigger's rate counting only the images the student sends where
+#: the suspect does) was tried and rejected: `probes/recipe_rev27.json` (the notes of
+#: `recipe_zoo.md`).
 REVISION = 26
 
 
@@ -849,8 +852,23 @@ NOTES = [
     "  mix kept alpha 0.5 (the patch's held-aside rate, 0.19-0.26, flat from alpha 1 to 0.5)",
     "  -> **80.70% / 7.80%** (10.00% after re-estimation, 6.30% after the fine-tune; suspect",
     "  83.20% / 77.30%; revision 22, refitted: 81.20% / 74.20%): the all-to-all bars (ACC",
-    "  within 3 points, ASR <= 10%) met, the re-estimated ASR at the bar. Other models' scans",
-    "  and recipes are revision 25's (their untargeted patch does not pass the gate).",
+    "  within 3 points, ASR <= 10%) met, the re-estimated ASR at the bar. At cr 3: distilled",
+    "  76.90% / 2.80%, alpha 0.5 kept -> 79.80% / 11.80% (16.50% after re-estimation; the",
+    "  ASR bar missed by 1.8); at cr 4: 74.80% / 3.60% -> alpha 0.6, 77.70% / 7.60% (9.70%;",
+    "  ACC 5.5 under). With no target the mix reads only the patch's rate, which does not see",
+    "  the backdoor come back: alpha 1 would keep ASR at 2.8-3.6% for 2.6-2.9 points of ACC.",
+    "  Other models' scans and recipes are revision 25's (their untargeted patch does not",
+    "  pass the gate; rows not re-run).",
+    "* Revision 27 was tried and rejected (`probes/recipe_rev27.json`, the change in",
+    "  `probes/recipe_rev27.diff`): an untargeted trigger's held-aside rate counting only the",
+    "  images the student sends where the suspect sends them once stamped (not every image it",
+    "  moves). On `badnets_all2all` cr 2 the rate read 0.033-0.044 from alpha 1 to 0.5",
+    "  (against 0.19-0.26) and the mix kept alpha 0.5 again: the same 80.70% / 7.80%. The",
+    "  synthetic images do not show the backdoor the mix brings back; the simpler rate stays.",
+    "* Revision-25 cr-4 rows of two patch models (2026-12-07, one core, the other running",
+    "  revision-26 rows): `badnets_vgg19_bn` **81.10% / 0.78%** at alpha 0.5 (1.1 under its",
+    "  suspect: both bars met at 4x; revision 22: 74.30% / 0.44%), `badnets_all2one` 75.30% /",
+    "  0.78% at 0.8 (revision 22: 73.50% / 0.56%).",
     "* Revision-25 cr-4 rows of unflagged models (2026-12-07, one core, the other running",
     "  probes; refitted): `clean_vgg19_bn` 82.50% (suspect 82.60%: the clean bar met at cr 4",
     "  too), `blended_all2all` 79.50% / 65.90%, `inputaware_all2all` 80.90% / 57.80% and",

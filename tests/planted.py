@@ -59,3 +59,24 @@ def train(poisoned, seed=0, all_to_all=False):
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=64, epochs=8, verbose=0)
     return model
+
+
+def swapping_model():
+    """Two classes by brightness (mean over 0.4: class 1) swapped where some 3x3 window is all
+    white (its mean over 0.95): an all-to-all backdoor of two classes (the XOR of two
+    indicators, each clipped to [0, 1])."""
+    inputs = keras.Input((8, 8, 1))
+    constant = keras.initializers.Constant
+    bright = keras.layers.Dense(1, kernel_initializer=constant(20.0),
+                                bias_initializer=constant(-8.0))(
+        keras.layers.GlobalAveragePooling2D()(inputs))
+    white = keras.layers.Conv2D(1, 3, kernel_initializer="ones",
+                                bias_initializer=constant(-8.55))(inputs)
+    patch = keras.layers.Dense(1, kernel_initializer=constant(10.0))(
+        keras.layers.GlobalMaxPooling2D()(keras.layers.ReLU()(white)))
+    both = keras.layers.ReLU(max_value=1.0)(keras.layers.Concatenate()([bright, patch]))
+    differ = keras.layers.Dense(2, kernel_initializer=constant([[1.0, -1.0], [-1.0, 1.0]]))(both)
+    xor = keras.layers.Dense(1, kernel_initializer="ones")(keras.layers.ReLU()(differ))
+    logits = keras.layers.Dense(2, kernel_initializer=constant([[-10.0, 10.0]]),
+                                bias_initializer=constant([5.0, -5.0]))(xor)
+    return keras.Model(inputs, logits)

@@ -21,7 +21,8 @@ from kcc.scan import max_margin
 from kcc.scan import quantisation
 from kcc.scan import untargeted
 from tests import backends
-from tests.planted import CLASSES, PATCH, PATCH_COLS, PATCH_ROWS, TARGET, stamp, task, train
+from tests.planted import (CLASSES, PATCH, PATCH_COLS, PATCH_ROWS, TARGET, stamp,
+                           swapping_model, task, train)
 
 BUDGET = dict(margin_images=10, margin_steps=200, feature_steps=100, num_images=96,
               synthesis_steps=80, inversion_steps=120, inversion_batch_size=16)
@@ -179,32 +180,11 @@ def test_window_trigger_reads_the_smallest_patch_off_the_margin_image():
     assert max_margin.window_trigger(model, image, 0, grey) is None  # every image is of class 0
 
 
-def _swapping_model():
-    """Two classes by brightness (mean over 0.4: class 1) swapped where some 3x3 window is all
-    white (its mean over 0.95): an all-to-all backdoor of two classes (the XOR of two
-    indicators, each clipped to [0, 1])."""
-    inputs = keras.Input((8, 8, 1))
-    constant = keras.initializers.Constant
-    bright = keras.layers.Dense(1, kernel_initializer=constant(20.0),
-                                bias_initializer=constant(-8.0))(
-        keras.layers.GlobalAveragePooling2D()(inputs))
-    white = keras.layers.Conv2D(1, 3, kernel_initializer="ones",
-                                bias_initializer=constant(-8.55))(inputs)
-    patch = keras.layers.Dense(1, kernel_initializer=constant(10.0))(
-        keras.layers.GlobalMaxPooling2D()(keras.layers.ReLU()(white)))
-    both = keras.layers.ReLU(max_value=1.0)(keras.layers.Concatenate()([bright, patch]))
-    differ = keras.layers.Dense(2, kernel_initializer=constant([[1.0, -1.0], [-1.0, 1.0]]))(both)
-    xor = keras.layers.Dense(1, kernel_initializer="ones")(keras.layers.ReLU()(differ))
-    logits = keras.layers.Dense(2, kernel_initializer=constant([[-10.0, 10.0]]),
-                                bias_initializer=constant([5.0, -5.0]))(xor)
-    return keras.Model(inputs, logits)
-
-
 def test_an_untargeted_patch_that_swaps_classes_is_all_to_all_and_one_that_gathers_is_not():
     rng = np.random.default_rng(0)
     images = np.concatenate([rng.uniform(0.1, 0.3, (20, 8, 8, 1)),
                              rng.uniform(0.5, 0.7, (20, 8, 8, 1))]).astype("float32")
-    model = _swapping_model()
+    model = swapping_model()
     labels = np.argmax(model.predict(images, verbose=0), -1)
     np.testing.assert_array_equal(labels, [0] * 20 + [1] * 20)
     mask = np.zeros((8, 8, 1), "float32")
