@@ -205,6 +205,23 @@ def test_an_untargeted_patch_that_swaps_classes_is_all_to_all_and_one_that_gathe
     assert inversion.flip_rate(model, darken, images, teacher) == pytest.approx(10 / 30)
 
 
+def test_an_all_to_all_report_names_no_target_and_saves_its_patch(tmp_path):
+    mask = np.zeros((8, 8, 1), "float32")
+    mask[5:8, 5:8] = 1.0
+    patch = inversion.Trigger("local", None, np.ones((8, 8, 1), "float32"), mask, 9.0, 0.9)
+    report = scan_lib.ScanReport(True, [], 1.0, scan_lib.ALPHA, [{"class": 0}, {"class": 1}],
+                                 {}, [], {}, {}, all_to_all=True,
+                                 untargeted_triggers={"local": patch})
+    assert report.verdict() == (
+        "BACKDOORED: an all-to-all backdoor suspected (a 9-pixel patch moves 90% of the "
+        "held-aside synthetic images out of their class, no class receiving more than 50% of "
+        "them).")
+    paths = scan_lib.save_triggers(report, str(tmp_path))
+    assert os.path.join(str(tmp_path), "trigger_local_untargeted.png") in paths
+    np.testing.assert_array_equal(np.load(paths[0])["local_untargeted_mask"], mask)
+    assert json.loads(json.dumps(report.to_dict(paths)))["all_to_all"] is True
+
+
 def test_invert_untargeted_finds_a_change_that_moves_every_image():
     bright = np.random.default_rng(1).uniform(0.45, 0.6, (32, 4, 4, 1)).astype("float32")
     model = _dimness_model()  # every bright image is class 0; class 1 under a mean of 0.42
