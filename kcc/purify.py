@@ -299,6 +299,8 @@ def main(argv):
         rebound = stages.get(stage)
         if rebound is not None and rebound.get("asr") is not None:
             print(f"ASR after {what}: {100 * rebound['asr']:.2f}%")
+    for line in report.get("warnings", []):
+        print(f"Warning: {line}")
 
 
 def run():

@@ -55,6 +55,7 @@ class RewriteReport:
     reading: str
     cr: float | None
     rank_multiple: int | None  # ranks rounded up to multiples of this (compress only)
+    relative: bool | None  # tau_trunc on singular values relative to their layer's norm
     tau_trunc: float | None
     layers: list
     params_before: int
@@ -90,6 +91,7 @@ class RewriteReport:
             "-" * len(head),
             f"{self.operation}: tau_scale={self.tau_scale} ({self.reading} reading of Eq. 5)"
             + (f", cr={self.cr}, tau_trunc={self.tau_trunc:.4g}" if self.cr else "")
+            + (", relative to each layer's norm" if self.relative else "")
             + (f", rank_multiple={self.rank_multiple}" if (self.rank_multiple or 1) > 1 else ""),
             f"parameters {self.params_before:,} -> {self.params_after:,} ({self.ratio:.2f}x); "
             f"FLOPs {self.flops_before:,} -> {self.flops_after:,} "
@@ -137,7 +139,7 @@ def constrain(model, tau_scale=4.0, reading="text"):
         for e in plan.values()
     ]
     return new_model, _report(model, new_model, "constrain", tau_scale, reading, None, None, None,
-                              reports)
+                              None, reports)
 
 
 def constrain_weights(model, tau_scale=4.0, reading="text"):
@@ -156,7 +158,7 @@ def constrain_weights(model, tau_scale=4.0, reading="text"):
     return int(sum(sum(e["scaled"]) for e in plan.values()))
 
 
-def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
+def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1, relative=False):
     """Scaling (Eq. 5-7) then global rank truncation (Eq. 8): a clean(er) and compact model.
 
     Decomposable convs whose factored form is smaller become `TuckerConv2D` layers built from
@@ -171,6 +173,8 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
         rank_multiple: integer >= 1; every rank is rounded up to a multiple of it (at most the
             layer's full rank) within the same parameter budget, e.g. 8 for XNNPACK's channel
             blocks; 1 (default) keeps C&C's ranks. See `kcc.tucker.select_ranks`.
+        relative: truncate singular values relative to their layer's Frobenius norm (kcc's
+            recipe); False (default) is Eq. 8's raw values. See `kcc.tucker.select_ranks`.
 
     Returns:
         `(compressed_model, RewriteReport)`; the report's `params_after <= params_before / cr`.
@@ -195,6 +199,7 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
         other,
         cr,
         rank_multiple,
+        relative,
     )
     for entry, (r1, r2) in zip(entries, ranks):
         entry["ranks"] = (r1, r2)
@@ -226,7 +231,7 @@ def compress(model, cr, tau_scale=4.0, reading="text", rank_multiple=1):
         reports.append(LayerReport(e["layer"].name, e["kernel_shape"], e["full_ranks"], ranks_kept,
                                    e["scaled"], e["factored"], e["params"], after))
     return new_model, _report(model, new_model, "compress", tau_scale, reading, cr, rank_multiple,
-                              tau_trunc, reports)
+                              relative, tau_trunc, reports)
 
 
 def largest_ratio(model, rank_multiple=1):
@@ -355,13 +360,15 @@ def clone(model, plan, replace, call_function=None):
     return new_model
 
 
-def _report(old, new, operation, tau_scale, reading, cr, rank_multiple, tau_trunc, layer_reports):
+def _report(old, new, operation, tau_scale, reading, cr, rank_multiple, relative, tau_trunc,
+            layer_reports):
     return RewriteReport(
         operation=operation,
         tau_scale=float(tau_scale),
         reading=reading,
         cr=float(cr) if cr else None,
         rank_multiple=rank_multiple,
+        relative=relative,
         tau_trunc=tau_trunc,
         layers=layer_reports,
         params_before=models.trainable_params(old),

@@ -147,6 +147,7 @@ def test_purify_returns_a_smaller_loadable_model(tiny, purified_tiny, tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), purified.predict(x, verbose=0), atol=1e-5)
     json.dumps(report)
     assert set(report["seconds"]) == {"rewrite", "synthesis", "distillation", "total"}
+    assert report["rewrite"]["relative"] is False  # the paper's Eq. 8, raw singular values
 
 
 def test_a_loaded_purified_model_fine_tunes_every_layer(tiny, purified_tiny, tmp_path):

@@ -57,6 +57,9 @@ def test_kcc_recipe_removes_the_planted_backdoor_and_keeps_accuracy(suspect, pur
     assert asr < 0.2, (asr, report["distillation"]["validation"])
     assert acc > acc_before - 0.15, (acc, acc_before)
     assert report["rewrite"]["params_after"] < report["rewrite"]["params_before"]
+    assert report["rewrite"]["relative"] is True  # ranks relative to each layer's norm
+    assert 0.5 < report["agreement"]["truncated"] <= 1 and report["warnings"] == []
+    assert 0.5 < report["agreement"]["purified"] <= 1
     assert report["recipe"] == "kcc" and set(report["evaluation"]) >= {
         "suspect", "compressed", "distilled", "purified", "purified, BN re-estimated",
         "purified, fine-tuned"}
@@ -64,6 +67,15 @@ def test_kcc_recipe_removes_the_planted_backdoor_and_keeps_accuracy(suspect, pur
     assert mixes[0]["alpha"] == 1.0 and report["interpolation"]["alpha"] in [
         m["alpha"] for m in mixes if m["accepted"]]
     assert report["seconds"]["interpolation"] > 0
+
+
+def test_a_cut_that_leaves_little_of_the_suspect_is_warned_about():
+    assert recipe._fidelity_warnings(recipe.LOW_AGREEMENT, 3.0, 128, 10) == []
+    assert recipe._fidelity_warnings(0.1, None, 128, 10) == []  # nothing truncated
+    (line,) = recipe._fidelity_warnings(0.16, 3.0, 128, 10)
+    assert line.startswith("truncation to 3x leaves a model that agrees with the suspect on 16% "
+                           "of 128 held-aside synthetic images (chance: 10%)")
+    assert "lower --cr" in line
 
 
 def test_what_a_user_does_next_is_measured_on_copies(suspect):

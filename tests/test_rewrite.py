@@ -178,6 +178,23 @@ def test_compress_rank_multiple(cr):
     assert compressed.predict(X[:1, :16, :16], verbose=0).shape == (1, 10)
 
 
+def test_compress_relative_ranks():
+    model = _small_convnet()
+    compressed, report = rewrite.compress(model, cr=2, tau_scale=np.inf, relative=True)
+    assert report.relative and report.to_dict()["relative"] is True
+    assert "relative to each layer's norm" in str(report)
+    assert report.params_after <= report.params_before / 2
+    assert models.trainable_params(compressed) == report.params_after
+    # Each rank counts the singular values >= tau_trunc once divided by the layer's norm.
+    for l in report.layers:
+        d = tucker.tucker2(keras.ops.convert_to_numpy(model.get_layer(l.name).kernel))
+        norm = np.sqrt(np.sum(np.square(d.sigma1)))
+        if l.factored:
+            assert l.ranks == (max(1, int(np.sum(d.sigma1 / norm >= report.tau_trunc))),
+                               max(1, int(np.sum(d.sigma2 / norm >= report.tau_trunc))))
+    assert rewrite.compress(model, cr=2)[1].relative is False
+
+
 class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

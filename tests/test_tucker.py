@@ -143,6 +143,26 @@ def test_select_ranks_rank_multiple(cr):
     assert over > original / cr
 
 
+@pytest.mark.parametrize("cr", [1.5, 2, 3, 4])
+def test_select_ranks_relative_ignores_each_layers_scale(cr):
+    layers = _layers()
+    other = 1000
+    original = other + sum(tucker.conv_params(l["kernel_shape"], False) for l in layers)
+    ranks, tau_trunc, total = tucker.select_ranks(layers, other, cr, relative=True)
+    assert total <= original / cr
+    for l, (r1, r2) in zip(layers, ranks):
+        norm = np.sqrt(np.sum(np.square(l["sigma1"])))
+        assert r1 == max(1, np.sum(l["sigma1"] / norm >= tau_trunc))
+        assert r2 == max(1, np.sum(l["sigma2"] / norm >= tau_trunc))
+    # A kernel 100 times smaller (a BatchNorm after it would undo that) keeps its ranks when
+    # they are relative; with raw values (Eq. 8) it falls to rank 1.
+    shrunk = [dict(l, sigma1=l["sigma1"] / 100, sigma2=l["sigma2"] / 100) if k == 1 else l
+              for k, l in enumerate(layers)]
+    assert tucker.select_ranks(shrunk, other, cr, relative=True)[0] == ranks
+    assert tucker.select_ranks(shrunk, other, cr)[0][1] == (1, 1)
+    assert tucker.select_ranks(layers, other, cr)[0][1] != (1, 1)
+
+
 def test_select_ranks_rank_multiple_errors():
     for bad in [0, -8, 2.5, "8", True, None]:
         with pytest.raises(ValueError, match=r"rank_multiple must be an integer >= 1.*Received "
