@@ -211,8 +211,9 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
     stages["synthesis"] = time.time() - start
     held = max(1, int(round(VALIDATION_SHARE * len(images))))
     validation_images, images = images[:held], images[held:]
+    # Agreement with the suspect: the student's accuracy on the suspect's own labels.
     suspect_labels = training.predict_labels(model, validation_images)
-    agreement = {"truncated": _agreement(student, validation_images, suspect_labels)}
+    agreement = {"truncated": training.accuracy(student, validation_images, suspect_labels)}
     warnings = _fidelity_warnings(agreement["truncated"], cr, held,
                                   int(model.outputs[0].shape[-1]))
     for line in warnings:
@@ -266,7 +267,7 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
     if student is not compressed:
         compressed.set_weights(student.get_weights())
         student = compressed
-    agreement["purified"] = _agreement(student, validation_images, suspect_labels)
+    agreement["purified"] = training.accuracy(student, validation_images, suspect_labels)
     evaluate("purified", student)
     if evaluation is not None:  # would what a user does next bring the backdoor back?
         evaluate("purified, BN re-estimated", refreshed(student, validation_images))
@@ -326,11 +327,6 @@ def fine_tuned(model, images, seed=0):
     probe.fit(np.asarray(images, np.float32), labels, batch_size=128, epochs=FINE_TUNE_EPOCHS,
               verbose=0)
     return probe
-
-
-def _agreement(student, images, labels):
-    """Share of `images` `(N, H, W, C)` the student puts in `labels` (the suspect's classes)."""
-    return float(np.mean(training.predict_labels(student, images) == labels))
 
 
 def _fidelity_warnings(truncated_agreement, cr, held, num_classes):
