@@ -114,7 +114,10 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #: keeps the suspect's class on 0.75 of the held-aside synthetic images) was tried and
 #: rejected: its removals hid in stale BatchNorm statistics (`probes/recipe_rev29.json`,
 #: `.diff`; the notes of `recipe_zoo.md`).
-REVISION = 28
+#: 30. The interpolation tries no mix below alpha 1 when an unlearned trigger has no target
+#:     (`kcc.interpolation`): only the all-to-all path of revision 26 changes
+#:     (`badnets_all2all`); every other model's recipe is revision 28's.
+REVISION = 30
 
 
 def _budget():

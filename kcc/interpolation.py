@@ -30,6 +30,14 @@ So, going down from alpha 1 through `ALPHAS`, a mix is accepted when
 and the smallest alpha reached before the first rejection is kept. Every number the rule reads
 comes from synthetic images.
 
+An untargeted trigger (an all-to-all backdoor, `kcc.scan.untargeted`) has no target, so no
+max-margin image reads its return, and its own rate is blind to it: on `badnets_all2all` the
+untargeted patch's rate stayed at 0.19-0.26 from alpha 1 to 0.5 while test ASR rose from 2.8%
+(distilled) to 7.8% at cr 2 and 11.8% at cr 3 (revision 26, `benchmarks/results/
+recipe_zoo.json`); on the tests' planted all-to-all model the share of stamped images moved to
+`y + 1` rose to 0.26 at alpha 0.6. So when any unlearned trigger has no target, only alpha 1 is
+tried (revision 30).
+
 Reference: Wortsman et al., "Robust fine-tuning of zero-shot models" (WiSE-FT), CVPR 2022 (the
 weight-space mix); the stopping rule is kcc's.
 """
@@ -84,7 +92,8 @@ def interpolate(student, start, validation, margin_images, targets, alphas=None,
             (`kcc.scan.ScanReport.margin_images`).
         targets: the suspected target classes.
         alphas: mixes tried in order, the first being 1 (the distilled student); default
-            `ALPHAS`.
+            `ALPHAS`. Only the first is tried when an unlearned trigger of `validation` has
+            no target (module doc).
         tolerance: see `TOLERANCE` (its default).
         verbose: one line per mix.
 
@@ -94,6 +103,8 @@ def interpolate(student, start, validation, margin_images, targets, alphas=None,
         it was accepted.
     """
     alphas = ALPHAS if alphas is None else alphas
+    if any(t.target is None for t in validation.triggers):  # nothing reads its return
+        alphas = alphas[:1]
     tolerance = TOLERANCE if tolerance is None else tolerance
     end = [np.array(w) for w in student.get_weights()]
     images = validation.images

@@ -68,7 +68,8 @@
      max-margin images, blended into the held-aside synthetic images, send no more of them
      to the target (and the triggers' rates pass the epoch rule's test). Distillation costs
      accuracy that the mix gives back where the backdoor does not come with it (revision 23
-     of `benchmarks/recipe_zoo.py`).
+     of `benchmarks/recipe_zoo.py`). With an untargeted (all-to-all) trigger no mix is
+     tried: nothing synthetic reads that backdoor's return (revision 30).
   4'. when the scan flagged nothing, **refit** (`kcc.refit`): each factored layer is refitted in
      closed form to the suspect's responses on the synthetic images, and nothing is unlearned.
      Unlearning every class's inverted triggers cost `clean` 12 points of accuracy (revision

@@ -5,6 +5,7 @@ import numpy as np
 
 from kcc import interpolation
 from kcc import unlearning
+from kcc.scan import Trigger
 
 
 def brightness_classifier(threshold):
@@ -37,14 +38,14 @@ def test_blend_curve_is_the_share_sent_to_the_target_at_each_weight():
     assert curve[4] == 0 and curve[5] == 1  # a = 0.25, 0.3
 
 
-def mixes_of(tolerance):
+def mixes_of(tolerance, triggers=()):
     """The brightness classifier distilled (threshold 0.41) from a start more easily sent to
-    class 1 (0.21): the mixes' thresholds are 0.21 + 0.2 alpha."""
+    class 1 (0.21): the mixes' thresholds are 0.21 + 0.2 alpha. `triggers`: unlearned."""
     student = brightness_classifier(0.21)
     start = [np.array(w) for w in student.get_weights()]
     student.set_weights(brightness_classifier(0.41).get_weights())
     images = np.full((8, 4, 4, 1), 0.2, "float32")
-    validation = unlearning.SyntheticValidation(student, student, images)
+    validation = unlearning.SyntheticValidation(student, student, images, triggers)
     margin_images = np.ones((2, 4, 4, 1), "float32")
     report = interpolation.interpolate(student, start, validation, margin_images, [1],
                                        tolerance=tolerance, verbose=False)
@@ -66,3 +67,14 @@ def test_interpolation_goes_down_to_the_last_alpha_while_nothing_gains():
     assert report["alpha"] == interpolation.ALPHAS[-1] == 0.5
     assert all(m["accepted"] for m in report["mixes"])
     np.testing.assert_allclose(student.get_weights()[1], [3.1, -3.1], rtol=1e-6)
+
+
+def test_no_mix_is_tried_when_an_unlearned_trigger_has_no_target():
+    """An all-to-all backdoor's untargeted patch: no max-margin image reads its return, so the
+    distilled student is kept where the targeted rule alone would go down to 0.5."""
+    mask = np.zeros((4, 4, 1), "float32")
+    mask[3, 3] = 1.0
+    patch = Trigger("local", None, np.ones((4, 4, 1), "float32"), mask, 1.0, 1.0)
+    student, _, report = mixes_of(tolerance=1.0, triggers=[patch])
+    assert report["alpha"] == 1.0 and [m["alpha"] for m in report["mixes"]] == [1.0]
+    np.testing.assert_allclose(student.get_weights()[1], [4.1, -4.1], rtol=1e-6)

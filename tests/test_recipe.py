@@ -150,8 +150,11 @@ def test_an_all_to_all_backdoor_is_unlearned_through_its_untargeted_patch(monkey
                                         **{**KCC, "scan_settings": None, "epochs": 16})
     assert [(t["kind"], t["target"]) for t in report["unlearned_triggers"]] == [("local", None)]
     assert report["held_out_triggers"] == []
-    assert moved(student) < 0.25, report["distillation"]["validation"]  # 16.75% measured
+    # 1.5% measured (seeds 1, 2: 2.5%, 2.75%); 24-26% when the interpolation mixed back to
+    # alpha 0.6 (revisions 26-29), which it no longer tries without a target
+    assert moved(student) < 0.1, report["distillation"]["validation"]
     assert np.mean(np.argmax(student.predict(x, verbose=0), -1) == y) > 0.9
+    assert [m["alpha"] for m in report["interpolation"]["mixes"]] == [1.0]
     assert report["interpolation"]["mixes"][0]["blend"] == {}  # no target to blend towards
 
 
