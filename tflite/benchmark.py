@@ -13,6 +13,9 @@ bar (float32, 1 thread: speedup >= 0.8 x FLOPs ratio), every convolution the TFL
 is timed on its own (one single-op `.tflite` per shape) to show where the time goes. With
 `--rank_multiples=1,8`, every ratio is also compressed with ranks rounded up to multiples of 8
 (`compress(rank_multiple=8)`, variants `cr<cr>_m8`) and compared with C&C's ranks (`cr<cr>`).
+With `--truncations=raw,relative`, every ratio is also compressed as kcc's recipe compresses
+(`compress(relative=True)`: each layer's singular values over its norm, variants `cr<cr>_rel`),
+whose ranks, and so FLOPs and speed, differ from Eq. 8's at the same parameter budget.
 
     python tflite/benchmark.py --flagfile=tflite/benchmark.flags        # tflite/results/
     python tflite/benchmark.py --flagfile=tflite/benchmark.flags \\
@@ -69,6 +72,10 @@ _RANK_MULTIPLES = flags.DEFINE_list(
     "rank_multiples", ["1"], "Values of compress(rank_multiple=...), each exported at every cr: "
     "1 = C&C's ranks as chosen (variant cr<cr>, the bar's variants; must be included), m > 1 = "
     "ranks rounded up to multiples of m within the same parameter budget (variant cr<cr>_m<m>).")
+_TRUNCATIONS = flags.DEFINE_list(
+    "truncations", ["raw"], "How compress cuts singular values, each exported at every cr: "
+    "'raw' (Eq. 8, the paper's recipe) and/or 'relative' (each layer's over its norm, kcc's "
+    "recipe; variants named cr<cr>_rel).")
 _INT8_MODELS = flags.DEFINE_list("int8_models", ["badnets_all2one"],
                                  "Models also exported as data-free int8.")
 _THREADS = flags.DEFINE_list("threads", ["1", "2"], "CPU thread counts.")
@@ -123,25 +130,30 @@ def load_model(name, seed):
     return model, None, f"kcc.models.{match.group(1)}(width={match.group(2)}), random weights", True
 
 
-def variants_of(model, crs, tau_scale, rank_multiples=(1,)):
-    """The Keras variants of one model: the original and one per `(cr, rank_multiple)`.
+def variants_of(model, crs, tau_scale, rank_multiples=(1,), relatives=(False,)):
+    """The Keras variants of one model: the original and one per `(cr, relative,
+    rank_multiple)`.
 
-    Named `cr<cr>` for `rank_multiple=1` (C&C's ranks) and `cr<cr>_m<m>` otherwise.
+    Named `cr<cr>` for `rank_multiple=1` and raw truncation (C&C's ranks), with `_rel` for
+    relative truncation (kcc's recipe) and `_m<m>` for `rank_multiple=m > 1`.
     """
     total, per_layer = flops.model_flops(model)
     out = {"original": {"model": model, "cr": None, "rank_multiple": None,
                         "params": kcc_models.trainable_params(model), "flops": total,
                         "flops_per_layer": per_layer}}
     for cr in crs:
-        for multiple in rank_multiples:
-            compact, report = rewrite.compress(model, cr, tau_scale=tau_scale,
-                                               rank_multiple=multiple)
-            total, per_layer = flops.model_flops(compact)
-            out[f"cr{cr:g}" + (f"_m{multiple}" if multiple != 1 else "")] = {
-                "model": compact, "cr": cr, "rank_multiple": multiple,
-                "params": report.params_after, "flops": total, "flops_per_layer": per_layer,
-                "ranks": {l.name: list(l.ranks) for l in report.layers if l.factored},
-            }
+        for relative in relatives:
+            for multiple in rank_multiples:
+                compact, report = rewrite.compress(model, cr, tau_scale=tau_scale,
+                                                   rank_multiple=multiple, relative=relative)
+                total, per_layer = flops.model_flops(compact)
+                name = (f"cr{cr:g}" + ("_rel" if relative else "")
+                        + (f"_m{multiple}" if multiple != 1 else ""))
+                out[name] = {
+                    "model": compact, "cr": cr, "rank_multiple": multiple, "relative": relative,
+                    "params": report.params_after, "flops": total, "flops_per_layer": per_layer,
+                    "ranks": {l.name: list(l.ranks) for l in report.layers if l.factored},
+                }
     return out
 
 
@@ -335,6 +347,10 @@ def main(argv):
     if 1 not in multiples or min(multiples) < 1:
         raise app.UsageError("--rank_multiples must be integers >= 1 and include 1 (C&C's ranks, "
                              f"the bar's variants). Received {','.join(_RANK_MULTIPLES.value)}.")
+    if not set(_TRUNCATIONS.value) <= {"raw", "relative"} or not _TRUNCATIONS.value:
+        raise app.UsageError("--truncations takes raw and/or relative. Received "
+                             f"{','.join(_TRUNCATIONS.value)}.")
+    relatives = [t == "relative" for t in _TRUNCATIONS.value]
     threads = [int(t) for t in _THREADS.value]
     if 1 not in threads:
         raise app.UsageError("--threads must include 1 (the bar is measured at 1 thread).")
@@ -354,19 +370,19 @@ def main(argv):
                "eval_images": 0 if y is None else len(y),
                "models": {}}
     for name in _MODELS.value:
-        results["models"][name] = run_model(name, crs, multiples, threads, x, y)
+        results["models"][name] = run_model(name, crs, multiples, relatives, threads, x, y)
         results["load_average_end"] = os.getloadavg()
         results["seconds"] = round(time.time() - started, 1)
         write(results)
     print(f"Wrote {_OUTPUT.value}.md and {_OUTPUT.value}.json")
 
 
-def run_model(name, crs, multiples, threads, x, y):
+def run_model(name, crs, multiples, relatives, threads, x, y):
     print(f"== {name}", flush=True)
     model, attack, source, random_weights = load_model(name, _SEED.value)
     if random_weights and x is not None and _RANDOM_EVAL_IMAGES.value < len(y):
         x, y, _ = data.subset(x, y, fraction=_RANDOM_EVAL_IMAGES.value / len(y), seed=_SEED.value)
-    keras_variants = variants_of(model, crs, _TAU_SCALE.value, multiples)
+    keras_variants = variants_of(model, crs, _TAU_SCALE.value, multiples, relatives)
     quantizations = ["float"] + (["int8"] if name in _INT8_MODELS.value else [])
     calibration = images = None
     if "int8" in quantizations:
@@ -391,7 +407,8 @@ def run_model(name, crs, multiples, threads, x, y):
                                     overwrite=True,
                                     representative_images=images if q == "int8" else None)
             row = {"variant": variant, "quantization": q, "cr": v["cr"],
-                   "rank_multiple": v["rank_multiple"], "params": v["params"], "flops": v["flops"],
+                   "rank_multiple": v["rank_multiple"], "relative": v.get("relative", False),
+                   "params": v["params"], "flops": v["flops"],
                    "size_bytes": info["size_bytes"], "ops": info["ops"],
                    "path": _relative(path), "keras": keras_eval}
             if x is not None:
@@ -569,18 +586,19 @@ def _rank_multiple_markdown(rows, threads):
                and (r.get("rank_multiple") or 1) > 1]
     if not rounded:
         return []
-    reference = {r["cr"]: r for r in rows.values() if r["quantization"] == "float" and r["cr"]
-                 and r.get("rank_multiple", 1) == 1}
+    reference = {(r["cr"], r.get("relative", False)): r for r in rows.values()
+                 if r["quantization"] == "float" and r["cr"] and r.get("rank_multiple", 1) == 1}
     lines = [("Hardware-aware ranks (float32): latency of `rank_multiple=m` relative to C&C's "
               "ranks (m=1) at the same cr; > 1 means rounding the ranks helps."), "",
-             "| cr | m | params | MFLOPs | "
+             "| cr | truncation | m | params | MFLOPs | "
              + " | ".join(f"{t} thr m=1 / m" for t in threads) + " |",
-             "|---|---|---|---|" + "---|" * len(threads)]
+             "|---|---|---|---|---|" + "---|" * len(threads)]
     for row in rounded:
-        ref = reference[row["cr"]]
+        ref = reference[row["cr"], row.get("relative", False)]
         ratios = [f"{ref['latency'][t]['median_ms'] / row['latency'][t]['median_ms']:.3f}"
                   for t in threads]
-        lines.append(f"| {row['cr']:g} | {row['rank_multiple']} | {row['params']:,} "
+        lines.append(f"| {row['cr']:g} | {'relative' if row.get('relative') else 'raw'} | "
+                     f"{row['rank_multiple']} | {row['params']:,} "
                      f"(m=1: {ref['params']:,}) | {row['flops'] / 1e6:.1f} (m=1: "
                      f"{ref['flops'] / 1e6:.1f}) | " + " | ".join(ratios) + " |")
     return lines + [""]
