@@ -138,7 +138,7 @@ def variants_of(model, crs, tau_scale, rank_multiples=(1,), relatives=(False,)):
     relative truncation (kcc's recipe) and `_m<m>` for `rank_multiple=m > 1`.
     """
     total, per_layer = flops.model_flops(model)
-    out = {"original": {"model": model, "cr": None, "rank_multiple": None,
+    out = {"original": {"model": model, "cr": None, "rank_multiple": None, "relative": False,
                         "params": kcc_models.trainable_params(model), "flops": total,
                         "flops_per_layer": per_layer}}
     for cr in crs:
@@ -407,7 +407,7 @@ def run_model(name, crs, multiples, relatives, threads, x, y):
                                     overwrite=True,
                                     representative_images=images if q == "int8" else None)
             row = {"variant": variant, "quantization": q, "cr": v["cr"],
-                   "rank_multiple": v["rank_multiple"], "relative": v.get("relative", False),
+                   "rank_multiple": v["rank_multiple"], "relative": v["relative"],
                    "params": v["params"], "flops": v["flops"],
                    "size_bytes": info["size_bytes"], "ops": info["ops"],
                    "path": _relative(path), "keras": keras_eval}
@@ -586,7 +586,7 @@ def _rank_multiple_markdown(rows, threads):
                and (r.get("rank_multiple") or 1) > 1]
     if not rounded:
         return []
-    reference = {(r["cr"], r.get("relative", False)): r for r in rows.values()
+    reference = {(r["cr"], r["relative"]): r for r in rows.values()
                  if r["quantization"] == "float" and r["cr"] and r.get("rank_multiple", 1) == 1}
     lines = [("Hardware-aware ranks (float32): latency of `rank_multiple=m` relative to C&C's "
               "ranks (m=1) at the same cr; > 1 means rounding the ranks helps."), "",
@@ -594,10 +594,10 @@ def _rank_multiple_markdown(rows, threads):
              + " | ".join(f"{t} thr m=1 / m" for t in threads) + " |",
              "|---|---|---|---|---|" + "---|" * len(threads)]
     for row in rounded:
-        ref = reference[row["cr"], row.get("relative", False)]
+        ref = reference[row["cr"], row["relative"]]
         ratios = [f"{ref['latency'][t]['median_ms'] / row['latency'][t]['median_ms']:.3f}"
                   for t in threads]
-        lines.append(f"| {row['cr']:g} | {'relative' if row.get('relative') else 'raw'} | "
+        lines.append(f"| {row['cr']:g} | {'relative' if row['relative'] else 'raw'} | "
                      f"{row['rank_multiple']} | {row['params']:,} "
                      f"(m=1: {ref['params']:,}) | {row['flops'] / 1e6:.1f} (m=1: "
                      f"{ref['flops'] / 1e6:.1f}) | " + " | ".join(ratios) + " |")
