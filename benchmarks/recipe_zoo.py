@@ -117,6 +117,10 @@ _UNLEARNING = flags.DEFINE_float("unlearning_weight", 1.0, "Weight of the unlear
 #: 30. The interpolation tries no mix below alpha 1 when an unlearned trigger has no target
 #:     (`kcc.interpolation`): only the all-to-all path of revision 26 changes
 #:     (`badnets_all2all`); every other model's recipe is revision 28's.
+#: Revision 31 (distillation also matching the suspect's BatchNorm outputs on the clean
+#: synthetic images, FitNets' hints at weight 200) was tried and rejected: it raised ACC and
+#: lost the backdoor removal on Trojan and Blended (`probes/recipe_rev31.json`, `.diff`,
+#: `probes/feature_kd.json`; the notes of `recipe_zoo.md`).
 REVISION = 30
 
 
@@ -944,6 +948,36 @@ NOTES = [
     "  `wanet_all2one` 77.40% / 5.11% (76.80% / 4.56%), `cla_all2one` 74.00% / 0.00% (the",
     "  same), `bpp_all2one` 72.10% / 22.56% (71.60% / 22.56%; truncation alone 81.90% /",
     "  96.00%).",
+    "* Revision 31, tried and rejected (2026-12-07, twenty-first session, AMD EPYC model 2,",
+    "  one core each; `probes/recipe_rev31.json`, `.diff`; the probe `probes/feature_kd.json`,",
+    "  `probe_feature_kd.py`, which runs distillation and the interpolation again from a",
+    "  recipe run's own cached synthetic images and triggers, and reproduces the committed",
+    "  rows exactly at weight 0). Where the ACC goes: on `badnets_all2one` (cr 2)",
+    "  re-estimating BatchNorm statistics on the recipe's synthetic images alone takes the",
+    "  suspect from 83.60% to 75.80% and the truncated student from 82.80% to 74.70%, about",
+    "  where distillation with unlearning ends (75.70%). Revision 31 adds FitNets' hints:",
+    "  on the clean images of each batch, the mean over the BatchNorm layers the student",
+    "  shares with the suspect of `||S_l - T_l||^2 / ||T_l||^2` (student in training mode,",
+    "  suspect in inference mode), weight 200. Distilled / purified ACC on `badnets_all2one`",
+    "  with weights 0, 1, 10, 20, 50, 200, 1000: 75.7 / 78.0, 75.9 / 78.2, 77.0 / 78.4,",
+    "  77.9 / 78.9, 78.2 / 78.4, 80.3 / 80.3, 78.6 / 78.6 (ASR 0.22-0.33% throughout); the",
+    "  suspect's features under the batch's own statistics as hints (weight 10): 76.2 / 76.8.",
+    "  Whole rows at weight 200: `badnets_all2one` 80.30% / 0.33% (revision 28: 78.10% /",
+    "  0.33%), `adaptive_badnets_all2one` 81.60% / 0.11% (78.00% / 0.33%; both bars met,",
+    "  2.0 under), but `blended_all2one` 79.70% / 10.11% (79.60% / 2.22%) and",
+    "  `trojan_all2one` 74.40% / 100.00% (75.40% / 6.33%: the held-aside rate of the scan's",
+    "  own triggers stayed at 0.92-0.95 for 20 epochs, so the epoch rule had nothing to",
+    "  choose); the probe: `lf_all2one` 77.30% / 36.67% (73.90% / 21.22%), `wanet_all2one`",
+    "  79.90% / 4.22% (78.70% / 4.22%). The hints hold the clean features where the",
+    "  unlearning must move them, so the backdoor stays where the inverted triggers are weak",
+    "  proxies of the real one. At weight 20 (probe only): `badnets_all2one` 78.90% / 0.22%,",
+    "  `wanet_all2one` 80.50% / 2.89%, `lf_all2one` 77.70% / 20.78% (3.8 points more at the",
+    "  same ASR), `blended_all2one` 79.40% / 2.22% (distilled 79.40% against 76.20%: the",
+    "  interpolation gave the same back without hints), but `trojan_all2one` 74.00% / 33.22%",
+    "  (weight 5: 69.80% / 28.22%), whose unlearning is fragile without hints too (the",
+    "  held-aside rates swing 0.28-0.73 between epochs; the rule's epoch 1 is what removes it).",
+    "  On the planted all-to-all test (`tests/test_recipe.py`) weight 200 left 27.5% of the",
+    "  stamped images moved (bar 10%). Not adopted: no weight kept Trojan's removal.",
     "* Revision 29, tried and rejected (2026-12-07; `probes/recipe_rev29.json`, `.diff`):",
     "  CLP (`kcc.defenses.clp`, data-free) before truncation, its pruned model replacing the",
     "  suspect in every later stage when it kept the suspect's class on at least 0.75 of the",
