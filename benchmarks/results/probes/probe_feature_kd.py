@@ -11,7 +11,7 @@ the loss. Stamped images are only distilled at the logits, as in revision 30.
 
 Usage (run from the repository root, JAX):
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax \\
-        [HINTS=batch] [STAGES=stage3,stage4] \\
+        [HINTS=batch] [STAGES=stage3,stage4] [UNLEARNING=4] \\
         python benchmarks/results/probes/probe_feature_kd.py NAME CR BETA
 BETA 0 is the recipe itself; a run caches the distillation's and the interpolation's inputs
 (synthetic images, triggers, max-margin images) in benchmarks/work/fkd/ on its first pass and
@@ -43,6 +43,8 @@ BATCH_TEACHER = os.environ.get("HINTS") == "batch"
 #: Only the BatchNorm layers whose names start with one of these (comma-separated $STAGES, e.g.
 #: "stage3,stage4" of the zoo's ResNet-18) give hints; all of them when unset.
 STAGES = tuple(os.environ.get("STAGES", "").split(","))
+#: The unlearning term's weight on the cached pass ($UNLEARNING; the CPU budget's 1 when unset).
+UNLEARNING = float(os.environ.get("UNLEARNING", probe_setup.BUDGET["unlearning_weight"]))
 OUT = "benchmarks/results/probes/feature_kd.json"
 CACHE = f"benchmarks/work/fkd/{name}_cr{cr:g}.pkl"
 plain_distill, plain_interpolate = unlearning.distill, interpolation.interpolate
@@ -132,7 +134,7 @@ def main():
         b = probe_setup.BUDGET
         _, validation = unlearning.distill(
             suspect, student, c["images"], c["validation_images"], c["triggers"], b["epochs"],
-            128, b["learning_rate"], 4.0, b["unlearning_weight"], True, seed=0,
+            128, b["learning_rate"], 4.0, UNLEARNING, True, seed=0,
             held_out_triggers=c["held_out"])
         score = lambda m: probe_setup.scores(m, x, y, attack)  # noqa: E731
         evaluation = {"distilled": score(student)}
@@ -147,7 +149,8 @@ def main():
     out = json.load(open(OUT)) if os.path.exists(OUT) else {"rows": {}}
     rows = out["rows"]
     key = (f"{name}|cr{cr:g}|beta{beta:g}" + ("|batch" if BATCH_TEACHER else "")
-           + (f"|{'+'.join(STAGES)}" if any(STAGES) else ""))
+           + (f"|{'+'.join(STAGES)}" if any(STAGES) else "")
+           + (f"|unlearning{UNLEARNING:g}" if "UNLEARNING" in os.environ else ""))
     rows[key] = {
         "command": "KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax python " + " ".join(sys.argv),
         "evaluation": evaluation, "chosen_epoch": chosen, "alpha": alpha, "validation": history,
