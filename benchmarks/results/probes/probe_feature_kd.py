@@ -121,6 +121,7 @@ def main():
                                      targets, **k)
 
         unlearning.distill, interpolation.interpolate = distill, interpolate
+        probe_setup.BUDGET["unlearning_weight"] = UNLEARNING
         row = probe_setup.run_recipe(name, cr, "benchmarks/work/fkd/full.json",
                                      f"30 + feature hints beta {beta:g}", entry=entry)
         evaluation, chosen = row["evaluation"], row["chosen_epoch"]
@@ -152,7 +153,9 @@ def main():
            + (f"|{'+'.join(STAGES)}" if any(STAGES) else "")
            + (f"|unlearning{UNLEARNING:g}" if "UNLEARNING" in os.environ else ""))
     rows[key] = {
-        "command": "KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax python " + " ".join(sys.argv),
+        "command": " ".join(["KCC_DATA_DIR=../shared/datasets", "KERAS_BACKEND=jax",
+                             *(f"{v}={os.environ[v]}" for v in ("HINTS", "STAGES", "UNLEARNING")
+                               if v in os.environ), "python", *sys.argv]),
         "evaluation": evaluation, "chosen_epoch": chosen, "alpha": alpha, "validation": history,
         "seconds": round(time.time() - start, 1), "machine": zoo.machine()}
     saving.write_json(out, OUT)
