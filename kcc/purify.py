@@ -31,7 +31,7 @@ RECIPE_DEFAULTS = {
               "epochs": 5, "learning_rate": 3e-4},
 }
 PAPER_ONLY = ("tau_scale", "reading", "gamma", "pgd_steps", "epsilon", "adversarial_cap")
-KCC_ONLY = ("temperature", "unlearning_weight", "distribution")
+KCC_ONLY = ("temperature", "unlearning_weight", "hint_weight", "distribution")
 
 _MODEL, _TRUST_SOURCE = flag_groups.suspect(DEFAULT_MODEL)
 _RECIPE = flags.DEFINE_enum(
@@ -116,6 +116,12 @@ _UNLEARNING_WEIGHT = flags.DEFINE_float(
     "kcc recipe only. Weight of the unlearning term: the purified model must answer on "
     "trigger-stamped synthetic images what the suspect answers without the trigger. 0 turns "
     "unlearning off (distillation only).", lower_bound=0)
+_HINT_WEIGHT = flags.DEFINE_float(
+    "hint_weight", 200.0,
+    "kcc recipe only. Weight of the hints: the purified model's BatchNorm outputs must match "
+    "the suspect's on clean synthetic images (FitNets), which keeps more of its accuracy "
+    "than the answers alone, and on trigger-stamped ones the suspect's without the trigger. "
+    "0 turns them off.", lower_bound=0)
 _GAMMA = flags.DEFINE_float(
     "gamma", 1.5,
     "Paper recipe only. Weight of the adversarial term: how strongly the purified model is "
@@ -181,8 +187,8 @@ HELP = cli.Help(
         ("synthesis (no real data)", [_NUM_IMAGES, _SYNTHESIS_STEPS, _SYNTHESIS_LEARNING_RATE,
                                       _SYNTHESIS_BATCH]),
         ("distillation", [_EPOCHS, _BATCH_SIZE, _LEARNING_RATE, _TEMPERATURE,
-                          _UNLEARNING_WEIGHT, _GAMMA, _PGD_STEPS, _EPSILON, _ADVERSARIAL_CAP,
-                          _SEED, _DISTRIBUTION]),
+                          _UNLEARNING_WEIGHT, _HINT_WEIGHT, _GAMMA, _PGD_STEPS, _EPSILON,
+                          _ADVERSARIAL_CAP, _SEED, _DISTRIBUTION]),
         ("evaluation (only measured on)", [_EVAL_DATA, _ATTACK, _MODE, _TARGET]),
         ("output", [_OUTPUT, _OVERWRITE, _FORMAT]),
     ],
@@ -247,6 +253,7 @@ def recipe_settings(recipe):
             raise app.UsageError("--epochs=0 is the paper recipe's compression-only mode; the "
                                  "kcc recipe needs --epochs >= 1 (or pass --recipe=paper).")
         return dict(temperature=_TEMPERATURE.value, unlearning_weight=_UNLEARNING_WEIGHT.value,
+                    hint_weight=_HINT_WEIGHT.value,
                     scan_settings=scan.BUDGETS[_SCAN_BUDGET.value],
                     distribution=parallel.get(_DISTRIBUTION.value), **shared)
     return dict(tau_scale=_TAU_SCALE.value, reading=_READING.value, gamma=_GAMMA.value,

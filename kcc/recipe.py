@@ -42,25 +42,24 @@
      the scan reports one (`ScanReport.all_to_all`: an untargeted patch that moves most
      images out of their class), that patch is unlearned (`untargeted_triggers`; revision
      26);
-  4. when the scan flagged a class (or an all-to-all backdoor), **distillation with
-     unlearning** (`kcc.unlearning`): every weight of the compressed model learns the
-     suspect's answers on augmented synthetic images,
-     and the same answers on those images stamped with the suspected targets' inverted
-     triggers. The epoch kept is chosen on the held-aside synthetic images only: the last
-     one whose trigger rate, of the unlearned triggers and of the scan's own (held out), is
-     near the run's lowest (`kcc.unlearning.SyntheticValidation`). Distilling from the
-     suspect brings a backdoor back as the epochs go on (WaNet, cr 2: the held-aside trigger
-     rate rose from 0.21 after epoch 1 to 0.71 by epoch 5; Trojan: test ASR 4.6% after epoch
-     1, 12-40% after epochs 2-20), and the choice of epoch is what stops it. Since revision
-     20 the suspect's answers are also distilled with the suspected targets' logits lowered
-     on images of other classes (`kcc.unlearning.suppress_targets`): on
-     `adaptive_blended_all2one`, whose unlearned triggers are not its trigger, test ASR rose
-     from 6% after epoch 2 to 27% after epoch 20 while the held-aside rates stayed flat, and
-     the student's own maximum margin for the target rose with it (29 -> 48, the others'
-     median 29-31; `benchmarks/results/probes/epoch_trace.json`): the backdoor came back
-     through what the teacher says about the target on other images. A 5-epoch run
-     kept the same first epoch on WaNet (ASR 13.3% against 13.7% for 20 epochs) and left
-     BadNets at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20 epochs (revisions 7 and 8 in
+  4. when the scan flagged a class (or an all-to-all backdoor), **distillation with unlearning**
+     (`kcc.unlearning`): every weight of the compressed model learns the suspect's answers and
+     BatchNorm outputs on augmented synthetic images, and the same answers and BatchNorm outputs on
+     those images stamped with the suspected targets' inverted triggers (the outputs: hints, weight
+     200, revision 32). The epoch kept is chosen on the held-aside synthetic images only: the last
+     one whose trigger rate, of the unlearned triggers and of the scan's own (held out), is near the
+     run's lowest (`kcc.unlearning.SyntheticValidation`). Distilling from the suspect brings a
+     backdoor back as the epochs go on (WaNet, cr 2: the held-aside trigger rate rose from 0.21
+     after epoch 1 to 0.71 by epoch 5; Trojan: test ASR 4.6% after epoch 1, 12-40% after epochs
+     2-20), and the choice of epoch is what stops it. Since revision 20 the suspect's answers are
+     also distilled with the suspected targets' logits lowered on images of other classes
+     (`kcc.unlearning.suppress_targets`): on `adaptive_blended_all2one`, whose unlearned triggers
+     are not its trigger, test ASR rose from 6% after epoch 2 to 27% after epoch 20 while the
+     held-aside rates stayed flat, and the student's own maximum margin for the target rose with it
+     (29 -> 48, the others' median 29-31; `benchmarks/results/probes/epoch_trace.json`): the
+     backdoor came back through what the teacher says about the target on other images. A 5-epoch
+     run kept the same first epoch on WaNet (ASR 13.3% against 13.7% for 20 epochs) and left BadNets
+     at ACC 73.5% / ASR 6.4% against 77.4% / 1.4% for 20 epochs (revisions 7 and 8 in
      `benchmarks/results/recipe_zoo.md`), so the run is 20 epochs.
   5. after distillation, **interpolation** back towards the truncated suspect
      (`kcc.interpolation`, WiSE-FT): every weight mixed as `(1 - alpha) * truncated + alpha *
@@ -147,7 +146,8 @@ def purify(model, cr=3.0, recipe="kcc", evaluation=None, seed=0, verbose=True, *
 def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=200,
                synthesis_learning_rate=0.3, synthesis_batch_size=256, epochs=20, batch_size=128,
                learning_rate=1e-3, temperature=4.0, unlearning_weight=1.0, augment=True,
-               scan_settings=None, distribution=None, evaluation=None, seed=0, verbose=True):
+               hint_weight=200.0, scan_settings=None, distribution=None, evaluation=None,
+               seed=0, verbose=True):
     """kcc's recipe (module docstring): truncation, scan, synthesis, distillation with unlearning,
     interpolation.
 
@@ -161,8 +161,8 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
             `VALIDATION_SHARE` of them are held aside. The rate is 3x the paper's 0.1: in 100
             steps the paper's rate leaves the images far from the statistics they are made from
             (`benchmarks/results/probes/synthesis_fidelity.json`).
-        epochs, batch_size, learning_rate, temperature, unlearning_weight, augment: see
-            `kcc.unlearning.distill`.
+        epochs, batch_size, learning_rate, temperature, unlearning_weight, augment,
+            hint_weight: see `kcc.unlearning.distill`.
         scan_settings: keyword arguments of `kcc.scan.scan` (its budget); None: its defaults.
         distribution: where synthesis, the scan, the re-inversion and distillation run
             (`kcc.parallel.get`: None or `"off"`, `"data_parallel"`, `"auto"`).
@@ -245,7 +245,8 @@ def purify_kcc(model, cr=3.0, rank_multiple=1, num_images=2048, synthesis_steps=
         history, validation = unlearning.distill(
             model, student, images, validation_images, triggers, epochs, batch_size,
             learning_rate, temperature, unlearning_weight, augment, seed=seed,
-            verbose=verbose, distribution=distribution, held_out_triggers=suspected)
+            verbose=verbose, distribution=distribution, held_out_triggers=suspected,
+            hint_weight=hint_weight)
         stages["distillation"] = time.time() - start
         say(f"  kept epoch {validation.chosen_epoch} (chosen on {held} held-aside synthetic "
             "images)")

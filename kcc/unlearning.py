@@ -5,12 +5,25 @@ learns to give those same answers when an inverted trigger is stamped on them:
 
     min_S  tau^2 KL(p_T(a(x)) || p_S(a(x)))                                 (distillation)
          + lambda * tau^2 KL(p_T(a(x)) || p_S(t(a(x))))                      (unlearning)
+         + beta * (1/L) sum_l ||S_l(a(x)) - T_l(a(x))||^2 / ||T_l(a(x))||^2   (hints)
+         + beta * (1/L) sum_l ||S_l(t(a(x))) - T_l(a(x))||^2 / ||T_l(a(x))||^2  (stamped hints)
 
 with `p_M(x) = softmax(M(x) / tau)`, `x` a synthetic image, `a` a random flip and shift of it
 (the teacher answers on the same `a(x)`: `p_T(a(x))`), and `t` one of the inverted triggers
 (`kcc.scan.Trigger`: local, global, warp, blend or quantise), drawn at random for every image.
 The first term restores what truncation cost; the second makes the trigger carry no
 information, which removes the backdoor where the inverted trigger resembles the real one.
+The third (FitNets' hints) matches, on the clean images of the batch, the outputs `S_l`, `T_l`
+of the `L` BatchNorm layers the student shares with the suspect by name (`hint_layers`; the
+student in training mode, the suspect in inference mode; each squared norm over the whole
+batch): a synthetic image carries 10 numbers at the logits and thousands in the features, and
+the student keeps more of the suspect's accuracy. The fourth is the unlearning term at the
+features: on a stamped image the student's BatchNorm outputs must be the suspect's on the same
+image unstamped, so the trigger leaves no trace in any layer. Without it the hints hold the
+backdoor's features in place and unlearning at the logits alone no longer removes it
+(revision 31 of `benchmarks/recipe_zoo.py`, hints on clean images only at `beta` 200:
+`trojan_all2one` at cr 2 kept 74.40% / ASR 100%, `blended_all2one` 79.70% / 10.11%; revision
+32, both terms: `probes/feature_kd.json`, "stamped200" rows).
 When triggers are unlearned, the teacher's logits `T(x)` are first passed through
 `suppress_targets`: on an image whose top class is not a suspected target, the targets' logits
 are lowered to the image's smallest, so the student does not learn how much of a target the
@@ -34,9 +47,11 @@ images, and 7% with one stamped image per four clean ones (`benchmarks/results/r
 revisions 5 and 6).
 
 References: Hinton et al., "Distilling the Knowledge in a Neural Network", 2015 (the
-tempered KL); Wang et al., "Neural Cleanse", IEEE S&P 2019, Sect. 6 (unlearning an inverted
-trigger by training on stamped images with their correct answers; there with clean data and
-labels, here with synthetic images and the suspect's answers on the unstamped images).
+tempered KL); Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015 (the hints;
+their stamped counterpart is kcc's);
+Wang et al., "Neural Cleanse", IEEE S&P 2019, Sect. 6 (unlearning an inverted trigger by
+training on stamped images with their correct answers; there with clean data and labels, here
+with synthetic images and the suspect's answers on the unstamped images).
 """
 
 import keras
@@ -115,6 +130,42 @@ def suppress_targets(logits, targets):
     return lowered * lowest + (1.0 - lowered) * logits
 
 
+def hint_layers(teacher, student):
+    """Names of the BatchNormalization layers of `student` that `teacher` has too (same name,
+    same output shape), in `student`'s order: the hints' `l` (module docstring). Empty when
+    either model is not a graph of layers (a subclassed model has no layer outputs to read).
+    """
+    names = []
+    try:
+        for model in (teacher, student):
+            model.inputs  # noqa: B018 (raises for a subclassed model)
+        for layer in student.layers:
+            if not isinstance(layer, keras.layers.BatchNormalization):
+                continue
+            other = {o.name: o for o in teacher.layers}.get(layer.name)
+            if (isinstance(other, keras.layers.BatchNormalization)
+                    and tuple(other.output.shape) == tuple(layer.output.shape)):
+                names.append(layer.name)
+    except (AttributeError, ValueError):
+        return []
+    return names
+
+
+def _with_hints(model, names):
+    """`model` with the outputs of its layers `names` before its own: `[*features, logits]`."""
+    return keras.Model(model.inputs, [model.get_layer(n).output for n in names] + model.outputs)
+
+
+def _relative_error(student, teacher):
+    """`||student - teacher||^2 / ||teacher||^2`, each squared norm over the whole batch."""
+    return ops.sum(ops.square(student - teacher)) / (ops.sum(ops.square(teacher)) + 1e-12)
+
+
+def _listed(outputs):
+    """A model's outputs as a list (one output: a list of it)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
 class UnlearningDistiller(keras.Model):
     """The loss of the module docstring as a `keras.Model`; `fit(x)` with synthetic images only.
 
@@ -126,16 +177,23 @@ class UnlearningDistiller(keras.Model):
         unlearning_weight: `lambda`.
         augment: random horizontal flip and shift (up to 1/8 of the side) of every image.
         seed: seeds the augmentation and the choice of trigger.
+        hint_weight: `beta`; 0, or no `hint_layers`, leaves the hints out.
     """
 
     def __init__(self, teacher, student, triggers=(), temperature=4.0, unlearning_weight=1.0,
-                 augment=True, seed=0, **kwargs):
+                 augment=True, seed=0, hint_weight=0.0, **kwargs):
         super().__init__(**kwargs)
-        if temperature <= 0 or unlearning_weight < 0:
-            raise ValueError(f"Need temperature > 0 and unlearning_weight >= 0. Received "
-                             f"temperature={temperature}, unlearning_weight={unlearning_weight}.")
+        if temperature <= 0 or unlearning_weight < 0 or hint_weight < 0:
+            raise ValueError(f"Need temperature > 0, unlearning_weight >= 0 and hint_weight >= "
+                             f"0. Received temperature={temperature}, unlearning_weight="
+                             f"{unlearning_weight}, hint_weight={hint_weight}.")
         self.teacher, self.student = teacher, student
         self.temperature, self.unlearning_weight = float(temperature), float(unlearning_weight)
+        self.hint_weight = float(hint_weight)
+        names = hint_layers(teacher, student) if hint_weight else []
+        self.hinted = None  # (teacher, student) with their hint layers' outputs first
+        if names:
+            self.hinted = (_with_hints(teacher, names), _with_hints(student, names))
         self.image_shape = tuple(student.inputs[0].shape[1:])
         stacked = stack_triggers(list(triggers), self.image_shape)
         self.num_triggers = len(stacked[0])
@@ -163,6 +221,7 @@ class UnlearningDistiller(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed + 2)
         self.distillation_tracker = keras.metrics.Mean(name="distillation")
         self.unlearning_tracker = keras.metrics.Mean(name="unlearning")
+        self.hint_tracker = keras.metrics.Mean(name="hints")
         self.built = True  # both models are built; the augmentation layers have no weights
 
     def set_triggers(self, triggers):
@@ -207,19 +266,30 @@ class UnlearningDistiller(keras.Model):
         return stamped
 
     def call(self, x, training=False):
+        """`(teacher logits, student logits, student logits of the stamped images, hint
+        error)` of a batch `x` `(B, H, W, C)`: `(B, K)`, `(B, K)`, `(ceil(B /
+        STAMPED_PER_CLEAN), K)` (the clean logits again when there are no triggers) and the
+        hints' term before `beta`, a scalar (0 without hints)."""
         if self.augmenter is not None and training:
             x = self.augmenter(x, training=True)
-        teacher = suppress_targets(ops.stop_gradient(self.teacher(x, training=False)),
-                                   self.targets)
-        if not self.num_triggers:
-            student = self.student(x, training=training)
-            return teacher, student, student
+        teacher, student = self.hinted or (self.teacher, self.student)
+        *hints, logits = _listed(teacher(x, training=False))
+        teacher = suppress_targets(ops.stop_gradient(logits), self.targets)
         # One pass, so that BatchNorm normalises the stamped images with the statistics of a
         # batch that is mostly clean (module docstring).
         n = ops.shape(x)[0]
         k = (n + STAMPED_PER_CLEAN - 1) // STAMPED_PER_CLEAN  # at least 1; static under jit
-        both = self.student(ops.concatenate([x, self.stamp(x[:k])], axis=0), training=training)
-        return teacher, both[:n], both[n:]
+        both = ops.concatenate([x, self.stamp(x[:k])], axis=0) if self.num_triggers else x
+        *features, logits = _listed(student(both, training=training))
+        error = ops.zeros(())
+        if hints:
+            hints = [ops.stop_gradient(t) for t in hints]
+            error = ops.mean(ops.stack([_relative_error(s[:n], t)
+                                        for s, t in zip(features, hints)]))
+            if self.num_triggers:  # a stamped image's features: those of the image unstamped
+                error = error + ops.mean(ops.stack([_relative_error(s[n:], t[:k])
+                                                    for s, t in zip(features, hints)]))
+        return teacher, logits[:n], logits[n:] if self.num_triggers else logits, error
 
     def _kl(self, teacher, student):
         tau = self.temperature
@@ -229,17 +299,18 @@ class UnlearningDistiller(keras.Model):
         return tau * tau * ops.sum(p * (log_p - log_q), axis=-1)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        teacher, student, stamped = y_pred
-        loss = ops.mean(self._kl(teacher, student))
+        teacher, student, stamped, hints = y_pred
+        loss = ops.mean(self._kl(teacher, student)) + self.hint_weight * hints
         if self.num_triggers:
             unlearning = self._kl(teacher[:ops.shape(stamped)[0]], stamped)
             loss = loss + self.unlearning_weight * ops.mean(unlearning)
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        teacher, student, stamped = y_pred
+        teacher, student, stamped, hints = y_pred
         self.distillation_tracker.update_state(self._kl(teacher, student))
         self.unlearning_tracker.update_state(self._kl(teacher[:ops.shape(stamped)[0]], stamped))
+        self.hint_tracker.update_state(hints)
         return self.get_metrics_result()
 
 
@@ -373,7 +444,7 @@ class SyntheticValidation(keras.callbacks.Callback):
 def distill(teacher, student, images, validation_images, triggers=(), epochs=30, batch_size=128,
             learning_rate=1e-3, temperature=4.0, unlearning_weight=1.0, augment=True,
             max_trigger_rate=0.05, seed=0, verbose=True, distribution=None, callbacks=(),
-            held_out_triggers=()):
+            held_out_triggers=(), hint_weight=0.0):
     """Trains `student` in place by distillation with trigger unlearning (module docstring).
 
     Args:
@@ -384,7 +455,7 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
         validation_images: held-aside synthetic images for `SyntheticValidation`.
         triggers: inverted `kcc.scan.Trigger`s to unlearn (empty: distillation only).
         epochs, batch_size, learning_rate: Adam, cosine-decayed to 0 over the run.
-        temperature, unlearning_weight, augment: see `UnlearningDistiller`.
+        temperature, unlearning_weight, augment, hint_weight: see `UnlearningDistiller`.
         max_trigger_rate: see `SyntheticValidation`.
         seed: seeds augmentation, trigger draws and shuffling.
         verbose: show progress per epoch.
@@ -410,7 +481,7 @@ def distill(teacher, student, images, validation_images, triggers=(), epochs=30,
         student.trainable, teacher.trainable = True, False
         keras.utils.set_random_seed(seed)
         distiller = UnlearningDistiller(teacher, student, triggers, temperature,
-                                        unlearning_weight, augment, seed)
+                                        unlearning_weight, augment, seed, hint_weight)
         steps = epochs * -(-len(images) // batch_size)
         distiller.compile(optimizer=keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1))))

@@ -356,8 +356,9 @@ def test_stamped_images_meet_the_batchnorm_statistics_of_a_mostly_clean_batch():
     x = np.random.default_rng(0).random((16, 4, 4, 2)).astype("float32")
     trigger = inversion.Trigger("global", 0, np.full((4, 4, 2), 0.5, "float32"))
     distiller = unlearning.UnlearningDistiller(student, student, [trigger], augment=False)
-    teacher, clean, stamped = (keras.ops.convert_to_numpy(t) for t in
-                               distiller(keras.ops.convert_to_tensor(x), training=True))
+    teacher, clean, stamped, hints = (keras.ops.convert_to_numpy(t) for t in
+                                      distiller(keras.ops.convert_to_tensor(x), training=True))
+    assert hints == 0.0  # no hint_weight: no hints
     k = -(-len(x) // unlearning.STAMPED_PER_CLEAN)
     assert teacher.shape == clean.shape == (16, 3) and stamped.shape == (k, 3)
     triggered = trigger.apply(x[:k])
@@ -365,6 +366,74 @@ def test_stamped_images_meet_the_batchnorm_statistics_of_a_mostly_clean_batch():
     np.testing.assert_allclose(clean, together[:16], atol=1e-5)
     np.testing.assert_allclose(stamped, together[16:], atol=1e-5)
     assert not np.allclose(stamped, np.asarray(student(triggered, training=True)), atol=1e-2)
+
+
+def test_hints_are_the_relative_error_of_every_shared_batchnorm_output():
+    """kcc.unlearning's hints: per BatchNorm layer the student shares with the teacher, the
+    squared error of its outputs (student in training mode, teacher in inference mode) over the
+    teacher's squared norm, averaged over layers: on the clean images, and on the stamped
+    images against the teacher's features of the same images unstamped."""
+    from kcc import unlearning
+    from kcc.scan import inversion
+
+    def model(seed, extra=False):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4, 4, 2))
+        h = keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs)
+        h = keras.layers.BatchNormalization(name="bn1")(h)
+        h = keras.layers.BatchNormalization(name="bn_extra" if extra else "bn2")(h)
+        return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(h)))
+
+    teacher, student = model(0), model(1, extra=True)
+    for layer in teacher.layers:  # moving statistics unlike any batch's
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full((3,), 0.3, "float32"))
+            layer.moving_variance.assign(np.full((3,), 2.0, "float32"))
+    assert unlearning.hint_layers(teacher, student) == ["bn1"]
+    x = np.random.default_rng(0).random((8, 4, 4, 2)).astype("float32")
+    trigger = inversion.Trigger("global", 0, np.full((4, 4, 2), 0.5, "float32"))
+    distiller = unlearning.UnlearningDistiller(teacher, student, [trigger], augment=False,
+                                               hint_weight=2.0)
+    *_, hints = distiller(keras.ops.convert_to_tensor(x), training=True)
+    k = -(-len(x) // unlearning.STAMPED_PER_CLEAN)
+    read = lambda m, inputs, training: np.asarray(keras.Model(  # noqa: E731
+        m.inputs, m.get_layer("bn1").output)(inputs, training=training))
+    s = read(student, np.concatenate([x, trigger.apply(x[:k])]), True)
+    t = read(teacher, x, False)
+    relative = lambda a, b: np.sum((a - b) ** 2) / np.sum(b ** 2)  # noqa: E731
+    # clean images against the teacher's features, stamped ones against the same images' clean
+    np.testing.assert_allclose(float(hints), relative(s[:len(x)], t) + relative(s[len(x):],
+                                                                                t[:k]), rtol=1e-4)
+    assert float(hints) > 0.01
+    untriggered = unlearning.UnlearningDistiller(teacher, student, [], augment=False,
+                                                 hint_weight=2.0)  # no stamped images
+    np.testing.assert_allclose(float(untriggered(keras.ops.convert_to_tensor(x),
+                                                 training=True)[3]),
+                               relative(read(student, x, True), t), rtol=1e-4)
+    off = unlearning.UnlearningDistiller(teacher, student, [trigger], augment=False)
+    assert float(off(keras.ops.convert_to_tensor(x), training=True)[3]) == 0.0
+    loss = lambda d: float(d.compute_loss(y_pred=d(x, training=True)))  # noqa: E731
+    assert loss(distiller) == pytest.approx(loss(off) + 2.0 * float(hints), rel=1e-4)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.bn, self.dense = keras.layers.BatchNormalization(), keras.layers.Dense(3)
+
+    def call(self, x, training=False):
+        return self.dense(keras.ops.reshape(self.bn(x, training=training), (-1, 32)))
+
+
+def test_a_subclassed_model_has_no_hint_layers():
+    subclassed = _Subclassed()
+    subclassed(np.zeros((1, 4, 4, 2), "float32"))
+    inputs = keras.Input((4, 4, 2))
+    functional = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    from kcc import unlearning
+
+    assert unlearning.hint_layers(subclassed, subclassed) == []
+    assert unlearning.hint_layers(functional, subclassed) == []
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])

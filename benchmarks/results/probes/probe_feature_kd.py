@@ -7,16 +7,21 @@ has the suspect's architecture (factored convolutions, same BatchNorm layers by 
 BatchNorm output can be matched too (FitNets' hints, Romero et al., ICLR 2015): on the clean
 images of each training batch, the mean over layers of `mean((s_l - t_l)^2) / mean(t_l^2)`,
 the student in training mode, the suspect in inference mode, weighted by `BETA` and added to
-the loss. Stamped images are only distilled at the logits, as in revision 30.
+the loss. Stamped images are only distilled at the logits, as in revision 30, unless $STAMPED
+gives their own hints a weight: the student's BatchNorm outputs on a stamped image against the
+suspect's on the same image unstamped (revision 32 of recipe_zoo.py is BETA 200, STAMPED 200).
 
 Usage (run from the repository root, JAX):
     KCC_DATA_DIR=../shared/datasets KERAS_BACKEND=jax \\
         [HINTS=batch] [STAGES=stage3,stage4] [UNLEARNING=4] \\
+        [STAMPED=200] [STAMPED_STAGES=stage3,stage4] \\
         python benchmarks/results/probes/probe_feature_kd.py NAME CR BETA
 BETA 0 is the recipe itself; a run caches the distillation's and the interpolation's inputs
 (synthetic images, triggers, max-margin images) in benchmarks/work/fkd/ on its first pass and
 later runs of the same NAME and CR start from them (only distillation and interpolation run).
 Rows go to benchmarks/results/probes/feature_kd.json (its "rows"; "what" says how to read them).
+It subclasses revision 30's `kcc.unlearning.UnlearningDistiller` (three outputs; run it at commit
+7f9d0ce): since revision 32 the library has both hints itself (`hint_weight`).
 """
 import json
 import math
@@ -45,6 +50,12 @@ BATCH_TEACHER = os.environ.get("HINTS") == "batch"
 STAGES = tuple(os.environ.get("STAGES", "").split(","))
 #: The unlearning term's weight on the cached pass ($UNLEARNING; the CPU budget's 1 when unset).
 UNLEARNING = float(os.environ.get("UNLEARNING", probe_setup.BUDGET["unlearning_weight"]))
+#: Weight of the stamped hints ($STAMPED, 0 when unset): on the stamped images of the batch, the
+#: student's BatchNorm outputs must match the suspect's on the same images without the trigger
+#: (the unlearning term at the features), from the layers whose names start with one of
+#: $STAMPED_STAGES (all when unset).
+STAMPED = float(os.environ.get("STAMPED", 0))
+STAMPED_STAGES = tuple(os.environ.get("STAMPED_STAGES", "").split(","))
 OUT = "benchmarks/results/probes/feature_kd.json"
 CACHE = f"benchmarks/work/fkd/{name}_cr{cr:g}.pkl"
 plain_distill, plain_interpolate = unlearning.distill, interpolation.interpolate
@@ -57,7 +68,9 @@ class FeatureDistiller(unlearning.UnlearningDistiller):
     def __init__(self, teacher, student, *args, **kwargs):
         super().__init__(teacher, student, *args, **kwargs)
         names = [layer.name for layer in synthesis.batchnorm_layers(student)
-                 if layer.name.startswith(STAGES)]
+                 if layer.name.startswith(STAGES) or layer.name.startswith(STAMPED_STAGES)]
+        self.clean_hinted = [n.startswith(STAGES) for n in names]
+        self.stamp_hinted = [n.startswith(STAMPED_STAGES) for n in names]
         self.teacher_all = keras.Model(teacher.inputs, [teacher.get_layer(n).output
                                                         for n in names] + teacher.outputs)
         self.batch_teacher = None
@@ -84,16 +97,24 @@ class FeatureDistiller(unlearning.UnlearningDistiller):
         k = (n + unlearning.STAMPED_PER_CLEAN - 1) // unlearning.STAMPED_PER_CLEAN
         both = ops.concatenate([x, self.stamp(x[:k])], axis=0) if self.num_triggers else x
         *s_features, logits = self.student_all(both, training=training)
-        errors = [ops.mean(ops.square(s[:n] - ops.stop_gradient(t)))
-                  / (ops.mean(ops.square(ops.stop_gradient(t))) + 1e-6)
-                  for s, t in zip(s_features, t_features)]
-        feature_error = ops.mean(ops.stack(errors))
+        def relative(s, t):
+            t = ops.stop_gradient(t)
+            return ops.mean(ops.square(s - t)) / (ops.mean(ops.square(t)) + 1e-6)
+
+        feature_error = ops.mean(ops.stack(
+            [relative(s[:n], t) for s, t, h in zip(s_features, t_features, self.clean_hinted)
+             if h]))
+        stamped_error = ops.zeros(())
+        if self.num_triggers and STAMPED:
+            stamped_error = ops.mean(ops.stack(
+                [relative(s[n:], t[:k])
+                 for s, t, h in zip(s_features, t_features, self.stamp_hinted) if h]))
         stamped = logits[n:] if self.num_triggers else logits[:n]
-        return teacher, logits[:n], stamped, feature_error
+        return teacher, logits[:n], stamped, feature_error, stamped_error
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x, y, y_pred[:3], sample_weight, training)
-        return loss + self.beta * y_pred[3]
+        return loss + self.beta * y_pred[3] + STAMPED * y_pred[4]
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.hint_tracker.update_state(y_pred[3])
@@ -102,7 +123,7 @@ class FeatureDistiller(unlearning.UnlearningDistiller):
 
 def main():
     model, attack, x, y, _ = entry = zoo.load_entry(name, 100)
-    if beta:
+    if beta or STAMPED:
         unlearning.UnlearningDistiller = FeatureDistiller
     start = time.time()
     if not os.path.exists(CACHE):  # the whole recipe, its distillation's inputs kept
@@ -151,10 +172,13 @@ def main():
     rows = out["rows"]
     key = (f"{name}|cr{cr:g}|beta{beta:g}" + ("|batch" if BATCH_TEACHER else "")
            + (f"|{'+'.join(STAGES)}" if any(STAGES) else "")
-           + (f"|unlearning{UNLEARNING:g}" if "UNLEARNING" in os.environ else ""))
+           + (f"|unlearning{UNLEARNING:g}" if "UNLEARNING" in os.environ else "")
+           + (f"|stamped{STAMPED:g}" if STAMPED else "")
+           + (f"@{'+'.join(STAMPED_STAGES)}" if STAMPED and any(STAMPED_STAGES) else ""))
     rows[key] = {
         "command": " ".join(["KCC_DATA_DIR=../shared/datasets", "KERAS_BACKEND=jax",
-                             *(f"{v}={os.environ[v]}" for v in ("HINTS", "STAGES", "UNLEARNING")
+                             *(f"{v}={os.environ[v]}" for v in ("HINTS", "STAGES", "UNLEARNING",
+                                                         "STAMPED", "STAMPED_STAGES")
                                if v in os.environ), "python", *sys.argv]),
         "evaluation": evaluation, "chosen_epoch": chosen, "alpha": alpha, "validation": history,
         "seconds": round(time.time() - start, 1), "machine": zoo.machine()}
