@@ -62,6 +62,7 @@ from kcc import distillation
 from kcc import models
 from kcc import parallel
 from kcc import progress
+from kcc import synthesis
 from kcc.scan import inversion
 from kcc.scan import quantisation
 
@@ -135,20 +136,15 @@ def hint_layers(teacher, student):
     same output shape), in `student`'s order: the hints' `l` (module docstring). Empty when
     either model is not a graph of layers (a subclassed model has no layer outputs to read).
     """
-    names = []
     try:
         for model in (teacher, student):
             model.inputs  # noqa: B018 (raises for a subclassed model)
-        for layer in student.layers:
-            if not isinstance(layer, keras.layers.BatchNormalization):
-                continue
-            other = {o.name: o for o in teacher.layers}.get(layer.name)
-            if (isinstance(other, keras.layers.BatchNormalization)
-                    and tuple(other.output.shape) == tuple(layer.output.shape)):
-                names.append(layer.name)
+        shared = {layer.name: layer for layer in synthesis.batchnorm_layers(teacher)}
+        return [layer.name for layer in synthesis.batchnorm_layers(student)
+                if layer.name in shared
+                and tuple(shared[layer.name].output.shape) == tuple(layer.output.shape)]
     except (AttributeError, ValueError):
         return []
-    return names
 
 
 def _with_hints(model, names):
