@@ -1,10 +1,16 @@
-"""Runs a snippet of Python under a given Keras backend in a subprocess (for cross-backend tests)."""
+"""Runs a snippet of Python under a given Keras backend in a subprocess (cross-backend tests)."""
 
 import json
 import os
 import subprocess
 import sys
 import textwrap
+
+import keras
+
+#: The backend this process does not run on: a cross-backend test runs its snippet there, where
+#: the in-process tests beside it already cover `keras.backend.backend()`.
+OTHER = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
 
 
 def run(backend, code, timeout=600, env=None):
