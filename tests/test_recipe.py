@@ -12,6 +12,7 @@ from kcc import distillation
 from kcc import recipe
 from kcc import scan
 from kcc import unlearning
+from kcc.scan import inversion
 from tests import backends
 from tests.planted import CLASSES, PATCH_COLS, PATCH_ROWS, SIZE, TARGET, stamp, task, train
 
@@ -266,7 +267,6 @@ def test_trigger_helpers_take_the_labels_predicted_once(monkeypatch):
 
 
 def test_suppress_targets_lowers_a_target_only_where_another_class_wins():
-    from kcc import unlearning
 
     logits = np.array([[3.0, 5.0, 2.0], [4.0, 1.0, 0.5], [2.0, 3.0, 6.0]], "float32")
     one = keras.ops.convert_to_numpy(unlearning.suppress_targets(logits, [1.0, 0.0, 0.0]))
@@ -289,7 +289,6 @@ def test_reestimate_batchnorm_matches_the_images_statistics():
 
 
 def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_lowest_rates():
-    from kcc import unlearning
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 2))
@@ -325,7 +324,6 @@ def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_low
 
 
 def test_validation_always_accepts_the_absolute_rate_and_falls_back_to_the_least_bad():
-    from kcc import unlearning
 
     inputs = keras.Input((4,))
     student = keras.Model(inputs, keras.layers.Dense(3)(inputs))
@@ -346,8 +344,6 @@ def test_validation_always_accepts_the_absolute_rate_and_falls_back_to_the_least
 def test_stamped_images_meet_the_batchnorm_statistics_of_a_mostly_clean_batch():
     """A batch that all carries the trigger must not be normalised by its own statistics
     (that hides the trigger's channel shift, kcc.unlearning's docstring)."""
-    from kcc import unlearning
-    from kcc.scan import inversion
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 2))
@@ -373,8 +369,6 @@ def test_hints_are_the_relative_error_of_every_shared_batchnorm_output():
     squared error of its outputs (student in training mode, teacher in inference mode) over the
     teacher's squared norm, averaged over layers: on the clean images, and on the stamped
     images against the teacher's features of the same images unstamped."""
-    from kcc import unlearning
-    from kcc.scan import inversion
 
     def model(seed, extra=False):
         keras.utils.set_random_seed(seed)
@@ -430,7 +424,6 @@ def test_a_subclassed_model_has_no_hint_layers():
     subclassed(np.zeros((1, 4, 4, 2), "float32"))
     inputs = keras.Input((4, 4, 2))
     functional = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
-    from kcc import unlearning
 
     assert unlearning.hint_layers(subclassed, subclassed) == []
     assert unlearning.hint_layers(functional, subclassed) == []
@@ -524,7 +517,6 @@ def test_distillation_step_is_compiled_on_jax_and_equals_the_step_op_by_op():
 
 
 def test_set_triggers_swaps_what_is_stamped():
-    from kcc.scan import inversion
 
     inputs = keras.Input((4, 4, 2))
     student = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
