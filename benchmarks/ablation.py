@@ -107,8 +107,8 @@ def main(argv):
                 key = f"{name}|cr{cr}|-{ablation}|" + json.dumps(budget, sort_keys=True)
                 if key in rows:
                     continue
-                full = recipe_rows.get(f"{name}|cr{cr}|" + json.dumps(budget, sort_keys=True))
-                if ablation == "none" and full and full["machine"] == zoo.machine():
+                full = ablation == "none" and recipe_rows.get(recipe_zoo.row_key(name, cr, budget))
+                if full and full["machine"] == zoo.machine():
                     rows[key] = {**full, "removed": "none", "from": "recipe_zoo.json"}
                 else:
                     loaded = loaded or zoo.load_entry(name, budget["per_class"])

@@ -144,7 +144,7 @@ def main(argv):
     for name in _MODELS.value:
         entry = None
         for cr in _CRS.value:
-            key = f"{name}|cr{cr}|" + json.dumps(budget, sort_keys=True)
+            key = row_key(name, cr, budget)
             if key in rows:
                 continue
             entry = entry or zoo.load_entry(name, _PER_CLASS.value)
@@ -152,6 +152,11 @@ def main(argv):
             saving.write_json(rows, path)
             write_table(rows)
     write_table(rows)
+
+
+def row_key(name, cr, budget):
+    """The key of a row of `recipe_zoo.json`: model, `cr` as given on the command line, budget."""
+    return f"{name}|cr{cr}|" + json.dumps(budget, sort_keys=True)
 
 
 def run(name, cr, entry, budget, changes=None):

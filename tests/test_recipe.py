@@ -267,7 +267,6 @@ def test_trigger_helpers_take_the_labels_predicted_once(monkeypatch):
 
 
 def test_suppress_targets_lowers_a_target_only_where_another_class_wins():
-
     logits = np.array([[3.0, 5.0, 2.0], [4.0, 1.0, 0.5], [2.0, 3.0, 6.0]], "float32")
     one = keras.ops.convert_to_numpy(unlearning.suppress_targets(logits, [1.0, 0.0, 0.0]))
     np.testing.assert_array_equal(one, [[2.0, 5.0, 2.0], [4.0, 1.0, 0.5], [2.0, 3.0, 6.0]])
@@ -289,7 +288,6 @@ def test_reestimate_batchnorm_matches_the_images_statistics():
 
 
 def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_lowest_rates():
-
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4, 4, 2))
     student = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.BatchNormalization()(inputs)))
@@ -324,7 +322,6 @@ def test_validation_recalibrates_batchnorm_and_keeps_the_last_epoch_near_the_low
 
 
 def test_validation_always_accepts_the_absolute_rate_and_falls_back_to_the_least_bad():
-
     inputs = keras.Input((4,))
     student = keras.Model(inputs, keras.layers.Dense(3)(inputs))
     validation = unlearning.SyntheticValidation(student, student, np.zeros((4, 4), "float32"))
@@ -517,7 +514,6 @@ def test_distillation_step_is_compiled_on_jax_and_equals_the_step_op_by_op():
 
 
 def test_set_triggers_swaps_what_is_stamped():
-
     inputs = keras.Input((4, 4, 2))
     student = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
     x = np.random.default_rng(0).random((32, 4, 4, 2)).astype("float32")
