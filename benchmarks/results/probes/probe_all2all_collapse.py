@@ -35,6 +35,7 @@ Usage (repository root):
     KCC_DATA_DIR=/work/shared/datasets KERAS_BACKEND=jax VARIANT=notrig \\
         python benchmarks/results/probes/probe_all2all_collapse.py wanet_all2all [CR]
 
+Also run on `badnets_all2all` (the recipe's all-to-all success) for comparison.
 Writes rows to `benchmarks/results/probes/all2all_collapse.json` (key
 NAME|crCR|VARIANT[,filter=..][,lr=..][,anchor=..]).
 """
@@ -45,7 +46,7 @@ import numpy as np
 import probe_setup
 import zoo
 from keras import ops
-from kcc import depthwise, recipe, rewrite, saving, scan, training, unlearning
+from kcc import depthwise, rewrite, saving, training, unlearning
 
 OUT = "benchmarks/results/probes/all2all_collapse.json"
 name = sys.argv[1]
@@ -76,33 +77,6 @@ def ev(m):
     return row
 
 
-class Prepared(Exception):
-    pass
-
-
-def prepare():
-    def stop(teacher, student, images, validation_images, triggers, *args, **kwargs):
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        with open(cache, "wb") as f:
-            pickle.dump({"images": np.asarray(images), "val": np.asarray(validation_images),
-                         "triggers": list(triggers),
-                         "held_out": list(kwargs.get("held_out_triggers", ())),
-                         "weights": [np.array(w) for w in student.get_weights()]}, f)
-        raise Prepared
-
-    plain, unlearning.distill = unlearning.distill, stop
-    start = time.time()
-    try:
-        recipe.purify_kcc(model, cr=cr, scan_settings=scan.BUDGETS["cpu"],
-                          **probe_setup.BUDGET)
-        raise SystemExit(f"{name}: the scan flagged nothing, nothing to unlearn")
-    except Prepared:
-        pass
-    finally:
-        unlearning.distill = plain
-    print(f"prepared in {time.time() - start:.0f} s", flush=True)
-
-
 class Traced(unlearning.SyntheticValidation):
     trace = []
 
@@ -115,7 +89,7 @@ class Traced(unlearning.SyntheticValidation):
 
 
 if not os.path.exists(cache):
-    prepare()
+    probe_setup.cache_distillation_inputs(model, cr, cache)
 prep = pickle.load(open(cache, "rb"))
 triggers, suppress, hint_weight = prep["triggers"], True, HINT_WEIGHT
 if VARIANT == "notrig":

@@ -47,11 +47,10 @@ import json, os, pickle, sys, time, types
 sys.path.insert(0, "benchmarks")
 sys.path.insert(0, os.path.dirname(__file__))
 import keras
-import numpy as np
 import probe_setup
 import zoo
 from keras import ops
-from kcc import recipe, refit, rewrite, saving, scan, unlearning
+from kcc import recipe, refit, rewrite, saving, unlearning
 from kcc.scan import quantisation
 
 OUT = "benchmarks/results/probes/late_unlearning.json"
@@ -80,32 +79,6 @@ def ev(m):
     return probe_setup.scores(m, x, y, attack)
 
 
-class Prepared(Exception):
-    pass
-
-
-def prepare():
-    """Runs `purify_kcc` at the probe budget up to its distillation and caches what it gets."""
-    def stop(teacher, student, images, validation_images, triggers, *args, **kwargs):
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        with open(cache, "wb") as f:
-            pickle.dump({"images": np.asarray(images), "val": np.asarray(validation_images),
-                         "triggers": list(triggers),
-                         "held_out": list(kwargs.get("held_out_triggers", ()))}, f)
-        raise Prepared
-
-    plain, unlearning.distill = unlearning.distill, stop
-    start = time.time()
-    try:
-        recipe.purify_kcc(model, cr=cr, scan_settings=scan.BUDGETS["cpu"], **BUDGET)
-        raise SystemExit(f"{name}: the scan flagged nothing, nothing to unlearn")
-    except Prepared:
-        pass
-    finally:
-        unlearning.distill = plain
-    print(f"prepared in {time.time() - start:.0f} s")
-
-
 class Traced(unlearning.SyntheticValidation):
     trace = []
 
@@ -116,7 +89,7 @@ class Traced(unlearning.SyntheticValidation):
 
 
 if not os.path.exists(cache):
-    prepare()
+    probe_setup.cache_distillation_inputs(model, cr, cache, BUDGET)
 prep = pickle.load(open(cache, "rb"))
 variant = f"start={START},train={TRAIN},lr={LR:g}" + (
     f",bn_lr={BN_LR:g}" if BN_LR != LR else "") + (

@@ -77,6 +77,40 @@ def run_recipe(name, cr, out, revision, entry=None, **extra):
     return row
 
 
+class _Prepared(Exception):
+    pass
+
+
+def cache_distillation_inputs(model, cr, cache, budget=None):
+    """Runs `kcc.recipe.purify_kcc` on `model` at `budget` (default `BUDGET`) up to its
+    distillation and pickles what distillation would get to `cache`: the synthetic training
+    and held-aside images (`images`, `val`), the triggers to unlearn and the held-out ones
+    (`triggers`, `held_out`) and the student's starting weights (`weights`). Exits when the
+    scan flags nothing (nothing to unlearn)."""
+    import time
+    from kcc import recipe, scan, unlearning
+
+    def stop(teacher, student, images, validation_images, triggers, *args, **kwargs):
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "wb") as f:
+            pickle.dump({"images": np.asarray(images), "val": np.asarray(validation_images),
+                         "triggers": list(triggers),
+                         "held_out": list(kwargs.get("held_out_triggers", ())),
+                         "weights": [np.array(w) for w in student.get_weights()]}, f)
+        raise _Prepared
+
+    plain, unlearning.distill = unlearning.distill, stop
+    start = time.time()
+    try:
+        recipe.purify_kcc(model, cr=cr, scan_settings=scan.BUDGETS["cpu"], **(budget or BUDGET))
+        raise SystemExit(f"{model.name}: the scan flagged nothing, nothing to unlearn")
+    except _Prepared:
+        pass
+    finally:
+        unlearning.distill = plain
+    print(f"prepared in {time.time() - start:.0f} s", flush=True)
+
+
 def feature_setup(name):
     """For the feature probes: `zoo.load_entry(name, 100)`, a training-split slice (100 per
     class, seed 1) and 1,024 synthetic images (100 steps at rate 0.3, seed 0; cached in
