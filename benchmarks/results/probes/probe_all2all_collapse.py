@@ -89,7 +89,7 @@ class Traced(unlearning.SyntheticValidation):
 
 
 if not os.path.exists(cache):
-    probe_setup.cache_distillation_inputs(model, cr, cache)
+    probe_setup.cache_distillation_inputs(name, model, cr, cache)
 prep = pickle.load(open(cache, "rb"))
 triggers, suppress, hint_weight = prep["triggers"], True, HINT_WEIGHT
 if VARIANT == "notrig":

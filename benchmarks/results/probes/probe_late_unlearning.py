@@ -89,7 +89,7 @@ class Traced(unlearning.SyntheticValidation):
 
 
 if not os.path.exists(cache):
-    probe_setup.cache_distillation_inputs(model, cr, cache, BUDGET)
+    probe_setup.cache_distillation_inputs(name, model, cr, cache, BUDGET)
 prep = pickle.load(open(cache, "rb"))
 variant = f"start={START},train={TRAIN},lr={LR:g}" + (
     f",bn_lr={BN_LR:g}" if BN_LR != LR else "") + (

@@ -81,12 +81,12 @@ class _Prepared(Exception):
     pass
 
 
-def cache_distillation_inputs(model, cr, cache, budget=None):
-    """Runs `kcc.recipe.purify_kcc` on `model` at `budget` (default `BUDGET`) up to its
-    distillation and pickles what distillation would get to `cache`: the synthetic training
-    and held-aside images (`images`, `val`), the triggers to unlearn and the held-out ones
-    (`triggers`, `held_out`) and the student's starting weights (`weights`). Exits when the
-    scan flags nothing (nothing to unlearn)."""
+def cache_distillation_inputs(name, model, cr, cache, budget=None):
+    """Runs `kcc.recipe.purify_kcc` on zoo model `name` (`model`, already loaded) at `budget`
+    (default `BUDGET`) up to its distillation and pickles what distillation would get to
+    `cache`: the synthetic training and held-aside images (`images`, `val`), the triggers to
+    unlearn and the held-out ones (`triggers`, `held_out`) and the student's starting weights
+    (`weights`). Exits, naming `name`, when the scan flags nothing (nothing to unlearn)."""
     import time
     from kcc import recipe, scan, unlearning
 
@@ -103,7 +103,7 @@ def cache_distillation_inputs(model, cr, cache, budget=None):
     start = time.time()
     try:
         recipe.purify_kcc(model, cr=cr, scan_settings=scan.BUDGETS["cpu"], **(budget or BUDGET))
-        raise SystemExit(f"{model.name}: the scan flagged nothing, nothing to unlearn")
+        raise SystemExit(f"{name}: the scan flagged nothing, nothing to unlearn")
     except _Prepared:
         pass
     finally:
